@@ -1,0 +1,96 @@
+"""Jittor runtime set-up: configure Jittor *before* it is imported, then report what it runs on.
+
+Jittor reads its configuration from environment variables at import time. On a machine with an
+``nvcc`` but no CUDA driver it fails to import, and on a fresh CPU machine it tries to download oneDNN.
+``configure()`` fixes both without touching any variable the user already set:
+
+* no CUDA driver visible  -> ``nvcc_path=""`` (CPU only);
+* oneDNN comes from the ``jittor-offline`` package (an install requirement): Jittor's own downloader
+  copies the tarball from it instead of going to the network;
+* CUDA-side downloads that no offline package carries are switched off (``use_cutlass=0``);
+* Jittor's info/warning log lines are silenced unless ``SBVSR_JITTOR_LOG=1`` (errors still raise).
+"""
+import ctypes.util
+import glob
+import os
+
+_CONFIGURED = False
+
+
+def cuda_driver_present():
+    """True when an NVIDIA driver is visible: a device node and a loadable libcuda."""
+    has_device = bool(glob.glob("/dev/nvidia[0-9]*")) or os.path.exists("/dev/nvidiactl")
+    return has_device and ctypes.util.find_library("cuda") is not None
+
+
+def configure():
+    """Set Jittor's environment defaults for this machine (idempotent; user values win)."""
+    global _CONFIGURED
+    if _CONFIGURED:
+        return
+    _CONFIGURED = True
+    if not cuda_driver_present():
+        os.environ.setdefault("nvcc_path", "")
+    else:
+        os.environ.setdefault("use_cutlass", "0")
+    if os.environ.get("SBVSR_JITTOR_LOG", "0") != "1":
+        os.environ.setdefault("log_silent", "1")
+
+
+def jittor():
+    """Import and return Jittor, configured, with CUDA switched on when it is available."""
+    configure()
+    import jittor as jt
+
+    if jt.has_cuda and os.environ.get("SBVSR_CPU", "0") != "1" and "use_cuda" not in os.environ:
+        jt.flags.use_cuda = 1
+    return jt
+
+
+def use_cpu():
+    """Force CPU execution from now on (``--cpu``)."""
+    jt = jittor()
+    jt.flags.use_cuda = 0
+
+
+def onednn_enabled():
+    """True when Jittor's oneDNN (mkl) operators were built and are in use."""
+    jittor()
+    from jittor import compile_extern
+
+    return bool(compile_extern.use_mkl and compile_extern.mkl_ops is not None)
+
+
+def device_name():
+    """'cpu' or 'cuda (<GPU name>)'."""
+    jt = jittor()
+    if not jt.flags.use_cuda:
+        return "cpu"
+    name = _gpu_name()
+    return f"cuda ({name})" if name else "cuda"
+
+
+def _gpu_name():
+    """Name of GPU 0 through the CUDA driver API, or '' when it cannot be read."""
+    lib = ctypes.util.find_library("cuda")
+    if lib is None:
+        return ""
+    cuda = ctypes.CDLL(lib)
+    if cuda.cuInit(0) != 0:
+        return ""
+    device = ctypes.c_int()
+    if cuda.cuDeviceGet(ctypes.byref(device), 0) != 0:
+        return ""
+    buf = ctypes.create_string_buffer(256)
+    if cuda.cuDeviceGetName(buf, 256, device) != 0:
+        return ""
+    return buf.value.decode(errors="replace")
+
+
+def report():
+    """One line: Jittor version, device, oneDNN state and correlation backend."""
+    jt = jittor()
+    import cuda_ops
+
+    return (f"jittor {jt.__version__} | device {device_name()} | "
+            f"oneDNN {'on' if onednn_enabled() else 'off'} | correlation {cuda_ops.correlation_backend()}")
