@@ -17,6 +17,13 @@ import os
 _CONFIGURED = False
 
 
+def check_numpy(version):
+    """Refuse numpy >= 2: Jittor 1.3.11 silently returns wrong values with it."""
+    if int(version.split(".")[0]) >= 2:
+        raise ImportError(f"jittor_sbvsr needs numpy<2 (found numpy {version}): Jittor 1.3.11 computes "
+                          "wrong values silently under numpy 2. Fix: pip install 'numpy<2'")
+
+
 def cuda_driver_present():
     """True when an NVIDIA driver is visible: a device node and a loadable libcuda."""
     has_device = bool(glob.glob("/dev/nvidia[0-9]*")) or os.path.exists("/dev/nvidiactl")
@@ -28,6 +35,9 @@ def configure():
     global _CONFIGURED
     if _CONFIGURED:
         return
+    import numpy
+
+    check_numpy(numpy.__version__)
     _CONFIGURED = True
     if not cuda_driver_present():
         os.environ.setdefault("nvcc_path", "")

@@ -1,0 +1,64 @@
+"""CPU time of one full-size PWC_Recons forward ('infer' mode), Jittor vs the PyTorch reference.
+
+Both run in this process with the same weights on the same 5 frames, interleaved, warm; medians.
+Usage: python tools/bench_model.py [--size 64x112] [--repeats 3]
+"""
+import argparse
+import os
+import statistics
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
+import torch  # noqa: E402  (before Jittor, see tests/conftest.py)
+
+import jittor_sbvsr  # noqa: E402
+from jittor_sbvsr.models import PWC_Recons  # noqa: E402
+from jittor_sbvsr.state_dict import load_state_dict_strict  # noqa: E402
+from reference import torch_sbvsr as ref  # noqa: E402
+
+jt = jittor_sbvsr.runtime.jittor()
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--size", default="64x112", help="LR size HxW")
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    h, w = (int(v) for v in args.size.split("x"))
+    torch.manual_seed(0)
+    net_t = ref.PWC_Recons().eval()
+    net_j = PWC_Recons()
+    load_state_dict_strict(net_j, ref.state_dict_numpy(net_t))
+    clip = np.random.default_rng(0).random((1, 5, 3, h, w)).astype(np.float32)
+    x_t, x_j = torch.from_numpy(clip), jt.array(clip)
+
+    def run_torch():
+        with torch.no_grad():
+            return net_t({"x": x_t, "mode": "infer"})[0]["recons"].numpy()
+
+    def run_jittor():
+        with jt.no_grad():
+            out = net_j({"x": x_j, "mode": "infer"})[0]["recons"]
+            jt.sync_all(True)
+            return out.numpy()
+
+    times = {"jittor": [], "torch": []}
+    diff = float(np.abs(run_jittor() - run_torch()).max())  # warm-up + parity check
+    for _ in range(args.repeats):
+        for name, fn in (("jittor", run_jittor), ("torch", run_torch)):
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    print(jittor_sbvsr.report())
+    print(f"full-config infer forward, LR {h}x{w}, {torch.get_num_threads()} torch threads, "
+          f"median of {args.repeats}:")
+    print(f"  jittor {med['jittor'] * 1000:.0f} ms | torch reference {med['torch'] * 1000:.0f} ms | "
+          f"jittor/torch {med['jittor'] / med['torch']:.2f}x | max |diff| {diff:.2e}")
+
+
+if __name__ == "__main__":
+    main()
