@@ -15,17 +15,14 @@ import jittor_sbvsr  # noqa: E402
 
 jt = jittor_sbvsr.runtime.jittor()
 
-TSV = os.path.join(ROOT, "tests", "data", "state_dict_keys.tsv")
 
 
 def tsv_shapes():
-    """Ordered [(key, shape)] of the upstream checkpoint (spec state_dict_keys.tsv)."""
-    rows = []
-    with open(TSV) as f:
-        for line in f.read().splitlines():
-            key, shape = line.split("\t")
-            rows.append((key, tuple(int(s) for s in shape.strip("[]").split(","))))
-    return rows
+    """Ordered [(key, shape)] of the upstream checkpoint (the spec's state_dict_keys.tsv, shipped in the
+    package)."""
+    from jittor_sbvsr.weights import reference_shapes
+
+    return list(reference_shapes("full").items())
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from reference import torch_sbvsr as ref  # noqa: E402
 
-TSV = Path(__file__).resolve().parent / "data" / "state_dict_keys.tsv"
+TSV = Path(__file__).resolve().parent.parent / "jittor_sbvsr" / "state_dict_keys.tsv"  # the spec table
 SMALL = dict(extra_RBS=1, recons_RBS=1, n_feat=8)
 
 

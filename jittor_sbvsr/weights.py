@@ -1,0 +1,193 @@
+"""Loading pretrained weights: upstream PyTorch files, converted ``.pkl`` files and this project's checkpoints.
+
+One entry point for every loader in the project::
+
+    from jittor_sbvsr.weights import load_weights
+    load_weights(model, "pretrain_models/self_blind_vsr_gaussian.pt")      # PyTorch file, read without torch
+    load_weights(model, "pretrain_models/self_blind_vsr_gaussian.pkl")     # converted by tools/convert_weights.py
+    load_weights(model, "pretrain_models/network-default.pytorch")         # PWC-Net only -> flow_net.moduleNetwork
+
+Kinds:
+
+* ``"full"``: the 272 keys of the whole ``PWC_Recons`` model (tests/data/state_dict_keys.tsv);
+* ``"pwc"``: the 126 PWC-Net keys without the ``flow_net.moduleNetwork.`` prefix, in sniklaus' 2018 ``module*``
+  naming (``moduleExtractor.moduleOne.0.weight``) or his later ``net*`` naming (``netExtractor.netOne.0.weight``,
+  mapped back to ``module*``);
+* ``"auto"``: ``"pwc"`` when every key looks like a PWC-Net key, else ``"full"``.
+
+Everything here except ``load_weights`` is numpy-only: importing this module does not import Jittor (the
+converter uses the key table below instead of building the model).
+
+The reference key table ``state_dict_keys.tsv`` ships inside the package.
+setup.py must list it as package data: ``package_data={"jittor_sbvsr": ["state_dict_keys.tsv"]}``.
+"""
+import os
+import re
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+from .checkpoint import CheckpointError, read_state_dict
+
+__all__ = ["load_weights", "read_weights", "reference_shapes", "detect_kind", "check_state", "KeyReport",
+           "pwc_net_to_module_naming", "pwc_module_to_net_naming", "normalize_pwc_keys", "PWC_PREFIX",
+           "KEYS_TSV", "KINDS"]
+
+KEYS_TSV = os.path.join(os.path.dirname(os.path.abspath(__file__)), "state_dict_keys.tsv")
+PWC_PREFIX = "flow_net.moduleNetwork."
+KINDS = ("auto", "full", "pwc")
+_PWC_TOP = ("Extractor", "Two", "Thr", "Fou", "Fiv", "Six", "Refiner")
+_NET_COMPONENT = re.compile(r"^net(?=[A-Z])")
+_MODULE_COMPONENT = re.compile(r"^module(?=[A-Z])")
+
+_TABLE = None
+
+
+def _table():
+    global _TABLE
+    if _TABLE is None:
+        table = OrderedDict()
+        with open(KEYS_TSV, encoding="utf-8") as fh:
+            for line in fh:
+                line = line.strip()
+                if not line:
+                    continue
+                key, shape = line.split("\t")
+                dims = shape.strip().strip("[]").strip()
+                table[key] = tuple(int(d) for d in dims.split(",")) if dims else ()
+        _TABLE = table
+    return _TABLE
+
+
+def reference_shapes(kind="full"):
+    """OrderedDict key -> shape tuple of the default (full) model, or of the PWC-Net alone (``kind="pwc"``)."""
+    if kind == "full":
+        return OrderedDict(_table())
+    if kind == "pwc":
+        return OrderedDict((k[len(PWC_PREFIX):], s) for k, s in _table().items() if k.startswith(PWC_PREFIX))
+    raise ValueError(f"kind must be 'full' or 'pwc', not {kind!r}")
+
+
+def pwc_net_to_module_naming(key):
+    """``netTwo.netUpflow.weight`` -> ``moduleTwo.moduleUpflow.weight`` (each ``net<Upper>`` component)."""
+    return ".".join(_NET_COMPONENT.sub("module", part) for part in key.split("."))
+
+
+def pwc_module_to_net_naming(key):
+    """``moduleTwo.moduleUpflow.weight`` -> ``netTwo.netUpflow.weight`` (sniklaus' later naming)."""
+    return ".".join(_MODULE_COMPONENT.sub("net", part) for part in key.split("."))
+
+
+def _looks_pwc(key):
+    top = key.split(".", 1)[0]
+    return any(top in ("module" + t, "net" + t) for t in _PWC_TOP)
+
+
+def detect_kind(state):
+    """'pwc' when every key looks like a PWC-Net key (either naming), else 'full'."""
+    return "pwc" if state and all(_looks_pwc(k) for k in state) else "full"
+
+
+def normalize_pwc_keys(state):
+    """Map a PWC-Net state dict in ``net*`` naming to the ``module*`` naming; return ``(state, naming)``."""
+    if any(_NET_COMPONENT.match(k.split(".", 1)[0]) for k in state):
+        mapped = OrderedDict((pwc_net_to_module_naming(k), v) for k, v in state.items())
+        if len(mapped) != len(state):
+            raise ValueError("PWC-Net keys collide after mapping net* -> module* naming")
+        return mapped, "net"
+    return state, "module"
+
+
+@dataclass
+class KeyReport:
+    """Result of comparing a state dict with the expected keys and shapes."""
+    kind: str
+    expected: int
+    matched: list = field(default_factory=list)
+    missing: list = field(default_factory=list)
+    unexpected: list = field(default_factory=list)
+    mismatched: list = field(default_factory=list)  # (key, file shape, expected shape)
+
+    def ok(self, allow_missing=False):
+        return not self.unexpected and not self.mismatched and (allow_missing or not self.missing)
+
+    def summary(self, limit=3):
+        """One line, e.g. '2 missing (in_conv.0.weight, ...), 1 mis-shaped (a: [3] vs [4])'."""
+        parts = []
+        if self.missing:
+            parts.append(f"{len(self.missing)} missing ({_first(self.missing, limit)})")
+        if self.unexpected:
+            parts.append(f"{len(self.unexpected)} unexpected ({_first(self.unexpected, limit)})")
+        if self.mismatched:
+            items = [f"{k}: {list(a)} vs {list(b)} expected" for k, a, b in self.mismatched]
+            parts.append(f"{len(self.mismatched)} mis-shaped ({_first(items, limit)})")
+        return ", ".join(parts) if parts else f"all {self.expected} keys match"
+
+
+def _first(items, limit):
+    shown = ", ".join(items[:limit])
+    return shown + (f", ... {len(items) - limit} more" if len(items) > limit else "")
+
+
+def check_state(state, kind, expected=None):
+    """Compare ``state`` (key -> array) with ``expected`` (default: the packaged table for ``kind``)."""
+    expected = reference_shapes(kind) if expected is None else expected
+    rep = KeyReport(kind=kind, expected=len(expected))
+    for key, shape in expected.items():
+        if key not in state:
+            rep.missing.append(key)
+        elif tuple(state[key].shape) != tuple(shape):
+            rep.mismatched.append((key, tuple(state[key].shape), tuple(shape)))
+        else:
+            rep.matched.append(key)
+    rep.unexpected = [k for k in state if k not in expected]
+    return rep
+
+
+def read_weights(path, kind="auto"):
+    """Read any supported weights file; return ``(state, kind, info)`` with keys in this project's naming.
+
+    ``state`` is an OrderedDict key -> numpy array (dtype as stored in the file). For ``kind="pwc"`` the keys
+    are the PWC-Net's own (``moduleExtractor...``), ``net*`` naming mapped to ``module*``. Raises
+    CheckpointError. Keys are not checked here (see ``check_state``).
+    """
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, not {kind!r}")
+    state, info = read_state_dict(path)
+    if kind == "auto":
+        kind = detect_kind(state)
+    if kind == "pwc":
+        if all(k.startswith(PWC_PREFIX) for k in state):  # PWC weights cut out of a full checkpoint
+            state = OrderedDict((k[len(PWC_PREFIX):], v) for k, v in state.items())
+        try:
+            state, naming = normalize_pwc_keys(state)
+        except ValueError as e:
+            raise CheckpointError(path, str(e)) from None
+        info.meta = dict(info.meta, pwc_naming=naming)
+    return state, kind, info
+
+
+def load_weights(model, path, kind="auto"):
+    """Load a weights file strictly into ``model`` (a ``PWC_Recons``).
+
+    ``path``: a converted ``.pkl``, a PyTorch file (zip or legacy format, any extension), or a checkpoint of
+    this project's trainer (a pickle whose payload is a dict of arrays, or wraps one under
+    ``state_dict``/``model``/``net``). ``kind="pwc"`` (or auto-detected PWC-Net keys) loads into
+    ``model.flow_net.moduleNetwork`` only. Arrays are cast to the parameters' dtype (fp16/fp64 files load
+    into float32 parameters).
+
+    Returns a dict ``{"kind", "format", "keys", "params", "target"}``. Raises CheckpointError (one line naming
+    the file) when the file cannot be read or its keys/shapes do not match the model; the strict loader's
+    StateDictMismatch is kept as ``__cause__``.
+    """
+    from .state_dict import StateDictMismatch, load_state_dict_strict
+
+    state, kind, info = read_weights(path, kind)
+    target = model.flow_net.moduleNetwork if kind == "pwc" else model
+    try:
+        load_state_dict_strict(target, state)
+    except StateDictMismatch as e:
+        what = "the PWC-Net (model.flow_net.moduleNetwork)" if kind == "pwc" else "the model"
+        raise CheckpointError(path, f"{kind} weights do not match {what}: {e}") from e
+    return {"kind": kind, "format": info.format, "keys": len(state),
+            "params": int(sum(v.size for v in state.values())),
+            "target": "flow_net.moduleNetwork" if kind == "pwc" else "model"}
