@@ -2,6 +2,7 @@
 import numpy as np
 
 from .runtime import jittor
+from .weights import check_state
 
 
 class StateDictMismatch(ValueError):
@@ -13,24 +14,14 @@ def expected_shapes(module):
     return {key: tuple(var.shape) for key, var in module.state_dict().items()}
 
 
-def check_state_dict(expected, state):
-    """Problems between expected {key: shape} and a state {key: array}: one string each."""
-    problems = [f"missing key {k}" for k in expected if k not in state]
-    problems += [f"unexpected key {k}" for k in state if k not in expected]
-    problems += [f"{k}: shape {tuple(np.shape(state[k]))}, model expects {shape}"
-                 for k, shape in expected.items() if k in state and tuple(np.shape(state[k])) != shape]
-    return problems
-
-
 def load_state_dict_strict(module, state):
     """Copy every array of ``state`` into ``module`` (cast to the parameter dtype), or raise
-    StateDictMismatch listing every missing, unexpected and mis-shaped key; nothing is copied then."""
+    StateDictMismatch listing the missing, unexpected and mis-shaped keys; nothing is copied then."""
     jt = jittor()
     params = module.state_dict()
-    problems = check_state_dict({k: tuple(v.shape) for k, v in params.items()}, state)
-    if problems:
-        shown = "; ".join(problems[:10]) + (f"; ... ({len(problems)} problems)" if len(problems) > 10 else "")
-        raise StateDictMismatch(shown)
+    report = check_state(state, type(module).__name__, expected={k: tuple(v.shape) for k, v in params.items()})
+    if not report.ok():
+        raise StateDictMismatch(report.summary(limit=10))
     for key, var in params.items():
         var.update(jt.array(np.ascontiguousarray(np.asarray(state[key], dtype=str(var.dtype)))))
     # materialise now: a pending one-element array op (e.g. the bias of a 1-channel conv) fused into a
