@@ -166,3 +166,23 @@ def test_train_gradients(small_models, rng):
         g_t = params_t[name].grad.numpy()
         rel = np.linalg.norm(grad_j.numpy() - g_t) / np.linalg.norm(g_t)
         assert rel <= 1e-3, (name, rel)
+
+
+@pytest.mark.skipif(not jt.has_cuda, reason="Jittor has no CUDA on this machine")
+def test_gpu_infer_and_train_step_match_cpu(rng):
+    """On a GPU machine: full-config 'infer' on CUDA equals the CPU result (cuDNN/cuBLAS accumulate in
+    other orders, hence 1e-4), and one 'train' loss agrees to relative 1e-4."""
+    _, net = twin(ref.PWC_Recons, PWC_Recons)
+    clip = jarr(smooth_clip(rng, 1, 36, 52))
+    outputs = {}
+    for use_cuda in (0, 1):
+        jt.flags.use_cuda = use_cuda
+        try:
+            with jt.no_grad():
+                recons = net({"x": clip, "mode": "infer"})[0]["recons"].numpy()
+            loss = train_loss(net({"x": clip, "mode": "train"})[0])[0].item()
+        finally:
+            jt.flags.use_cuda = 1
+        outputs[use_cuda] = (recons, loss)
+    assert np.abs(outputs[1][0] - outputs[0][0]).max() <= 1e-4
+    assert abs(outputs[1][1] - outputs[0][1]) <= 1e-4 * abs(outputs[0][1])
