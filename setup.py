@@ -8,7 +8,7 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.8",
-    packages=["jittor_sbvsr", "jittor_sbvsr.models", "cuda_ops"],
+    packages=["jittor_sbvsr", "jittor_sbvsr.models", "jittor_sbvsr.data", "jittor_sbvsr.trainer", "cuda_ops"],
     package_data={"jittor_sbvsr": ["state_dict_keys.tsv"], "cuda_ops": ["*.cu", "*.cc", "*.h"]},
     install_requires=[
         "jittor==1.3.11.0",

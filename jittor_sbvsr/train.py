@@ -1,0 +1,108 @@
+"""Self-supervised training of Self-Blind-VSR: ``python -m jittor_sbvsr.train --template Self_Blind_VSR_Gaussian``.
+
+Multi-GPU: ``mpirun -np N python -m jittor_sbvsr.train ...`` (each rank reads its share of every batch,
+gradients are averaged, only rank 0 writes files). See ``--help`` for every option.
+"""
+import os
+import random
+import sys
+
+import numpy as np
+
+from . import runtime
+from .checkpoint import CheckpointError
+from .data import BlurDownTrainSet, HRLRValSet
+from .models import PWC_Recons
+from .state_dict import load_state_dict_strict
+from .trainer import Experiment, ExperimentError, Trainer, TrainingError, make_optimizer, parse_args
+from .trainer.options import build_parser
+from .video_io import InputError
+from .weights import load_weights
+
+jt = runtime.jittor()
+
+
+def resolve(argv):
+    """Options, plus (experiment, saved training state) when resuming."""
+    pre, _ = build_parser().parse_known_args(argv)
+    if not pre.resume:
+        return parse_args(argv), None
+    exp, config, state = Experiment.open(pre.resume, writer=jt.rank == 0)
+    args = parse_args(argv, resumed_config=config)
+    return args, (exp, state)
+
+
+def init_weights(model, args):
+    """Fresh run: the whole model from --pre-train, else PWC-Net from --pwc-weights (or random).
+    Returns the line to log."""
+    if args.pre_train:
+        info = load_weights(model, args.pre_train, kind="full")
+        return f"initialised the whole model from {args.pre_train} ({info['keys']} tensors)"
+    if args.random_flow_init:
+        return "PWC-Net starts from random weights (--random-flow-init)"
+    if not os.path.isfile(args.pwc_weights):
+        raise TrainingError(f"{args.pwc_weights}: PWC-Net weights not found; put network-default.pytorch "
+                            "there, pass --pwc-weights PATH, or start the flow net from random weights "
+                            "with --random-flow-init")
+    info = load_weights(model, args.pwc_weights, kind="pwc")
+    return f"PWC-Net initialised from {args.pwc_weights} ({info['keys']} tensors)"
+
+
+def build_data(args):
+    """(training set, validation set or None); this rank's share of each batch is read by Jittor."""
+    train_set = BlurDownTrainSet(args.data_train, kernel=args.kernel, patch_size=args.patch_size,
+                                 n_frames_per_video=args.n_frames_per_video, augment=not args.no_augment,
+                                 seed=args.seed, batch_size=args.batch_size * jt.world_size,
+                                 num_workers=args.n_threads, test_every=args.test_every)
+    val_set = HRLRValSet(args.data_val) if args.data_val else None
+    return train_set, val_set
+
+
+def run(argv=None):
+    args, resumed = resolve(argv)
+    if args.cpu:
+        runtime.use_cpu()
+    jt.set_global_seed(args.seed, different_seed_for_mpi=False)
+    writer = jt.rank == 0
+    train_set, val_set = build_data(args)
+    model = PWC_Recons(n_feat=args.n_feat, extra_RBS=args.extra_rbs, recons_RBS=args.recons_rbs)
+    optimizer = make_optimizer(model, args.lr, args.flow_lr)
+    if resumed:
+        exp, state = resumed
+        try:
+            load_state_dict_strict(model, state["model"])
+            optimizer.load_state(state["optimizer"])
+        except ValueError as err:  # StateDictMismatch included
+            raise ExperimentError(f"{exp.path}: the checkpoint does not fit the model of these options ({err})")
+        history, start = state["history"], state["epoch"] + 1
+        random.setstate(state["rng"]["python"])
+        np.random.set_state(state["rng"]["numpy"])
+        exp.write_config(vars(args))
+        exp.log(f"resumed {exp.path} after epoch {state['epoch']}")
+    else:
+        note = init_weights(model, args)
+        exp = Experiment.create(os.path.join(args.experiment_dir, args.save), vars(args), writer=writer)
+        exp.log(note)
+        history, start = [], 1
+    exp.log(runtime.report() + (f" | {jt.world_size} MPI processes" if jt.in_mpi else ""))
+    n_params = sum(int(np.prod(p.shape)) for p in model.parameters())
+    exp.log(f"model: {n_params:,} parameters | training windows: {len(train_set.windows)} x repeat "
+            f"{train_set.repeat} | batch {args.batch_size} x accumulate {args.accumulate}"
+            + (f" x {jt.world_size} processes" if jt.in_mpi else "")
+            + f" | validation windows: {len(val_set.windows) if val_set else 'none'}")
+    rng_state = {"python": random.getstate(), "numpy": np.random.get_state()}
+    Trainer(args, model, optimizer, train_set, val_set, exp, history, rng_state).run(start)
+    exp.log(f"done: {exp.path}")
+    return exp.path
+
+
+def main(argv=None):
+    try:
+        run(argv)
+    except (InputError, CheckpointError, ExperimentError, TrainingError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

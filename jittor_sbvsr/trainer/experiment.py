@@ -1,0 +1,168 @@
+"""The experiment folder: configuration, log, per-epoch metrics, plots and checkpoints.
+
+    <dir>/config.json              every resolved option
+    <dir>/log.txt                  everything the run printed (appended on resume)
+    <dir>/metrics.csv, .json       one row per epoch: learning rate, mean training losses, validation PSNRs
+    <dir>/loss.png, psnr.png       curves (only when matplotlib is installed)
+    <dir>/model/model_latest.pkl   training state: model, optimizer moments, epoch, history, RNG states
+    <dir>/model/model_best.pkl     model of the epoch with the best validation PSNR
+    <dir>/model/model_<epoch>.pkl  model after each epoch (--save-middle-models)
+
+Checkpoints are pickles of ``{"model": {key: np.ndarray}, "epoch": int, "meta": {...}, ...}`` readable by
+``jittor_sbvsr.weights.load_weights``. Every file is written to a temporary name and renamed into place, so
+an interrupted run never leaves a truncated file.
+"""
+import csv
+import io
+import json
+import os
+import pickle
+import time
+from collections import OrderedDict
+
+import numpy as np
+from tqdm import tqdm
+
+from ..checkpoint import load_checkpoint
+
+CHECKPOINT_FORMAT = "jittor-sbvsr-train-1"
+METRIC_COLUMNS = ("epoch", "lr", "loss", "L1", "cycle", "boundaries", "sparse", "center", "cycle_psnr",
+                  "down_psnr", "psnr", "best", "seconds")
+
+
+class ExperimentError(Exception):
+    """An experiment folder cannot be created or resumed; the message is one line."""
+
+
+def atomic_write(path, data):
+    """Write bytes to ``path`` through a temporary file in the same folder, fsync, then rename."""
+    tmp = f"{path}.tmp-{os.getpid()}"
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def model_state(model):
+    """{key: float32 np.ndarray} of every parameter, in registration order."""
+    return OrderedDict((k, np.ascontiguousarray(v.numpy())) for k, v in model.state_dict().items())
+
+
+class Experiment:
+    """Writes the files of one experiment folder; ``writer=False`` (MPI ranks > 0) makes every write a no-op.
+    Log lines are echoed with tqdm.write so that they do not break the progress bar."""
+
+    def __init__(self, path, writer=True, echo=tqdm.write):
+        self.path, self.writer, self.echo = path, writer, echo
+        self.model_dir = os.path.join(path, "model")
+        self._plot_note = False
+
+    @classmethod
+    def create(cls, path, config, writer=True, echo=tqdm.write):
+        """A new folder; refuses one that already holds a run."""
+        if writer and os.path.exists(os.path.join(path, "config.json")):
+            raise ExperimentError(f"{path}: experiment folder already holds a run; continue it with "
+                                  f"--resume {path} or choose another --save name")
+        exp = cls(path, writer, echo)
+        if writer:
+            os.makedirs(exp.model_dir, exist_ok=True)
+            exp.write_config(config)
+        return exp
+
+    @classmethod
+    def open(cls, path, writer=True, echo=tqdm.write):
+        """An existing folder to resume: returns (experiment, config dict, training state)."""
+        latest = os.path.join(path, "model", "model_latest.pkl")
+        config_path = os.path.join(path, "config.json")
+        for needed in (config_path, latest):
+            if not os.path.isfile(needed):
+                raise ExperimentError(f"{needed}: not found; --resume needs a folder written by this trainer")
+        with open(config_path, encoding="utf-8") as f:
+            config = json.load(f)
+        state, _ = load_checkpoint(latest)
+        if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+            raise ExperimentError(f"{latest}: not a training checkpoint of this trainer (no optimizer state)")
+        return cls(path, writer, echo), config, state
+
+    def write_config(self, config):
+        if self.writer:
+            atomic_write(os.path.join(self.path, "config.json"),
+                         (json.dumps(config, indent=2, sort_keys=True) + "\n").encode())
+
+    def log(self, line):
+        """Print ``line`` and append it to log.txt."""
+        if not self.writer:
+            return
+        self.echo(line)
+        with open(os.path.join(self.path, "log.txt"), "a", encoding="utf-8") as f:
+            f.write(line + "\n")
+
+    def save_checkpoint(self, name, payload):
+        """Pickle ``payload`` to model/<name>.pkl atomically."""
+        if self.writer:
+            atomic_write(os.path.join(self.model_dir, f"{name}.pkl"),
+                         pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL))
+
+    def save_epoch(self, model, optimizer_state, epoch, history, rng_state, is_best, keep_epoch_model):
+        """All checkpoints of a finished epoch: model_latest (full training state), model_best, model_<epoch>."""
+        if not self.writer:
+            return
+        weights = model_state(model)
+        meta = {"epoch": epoch, "psnr": history[-1].get("psnr"), "saved": time.strftime("%Y-%m-%d %H:%M:%S")}
+        self.save_checkpoint("model_latest", {"format": CHECKPOINT_FORMAT, "model": weights, "epoch": epoch,
+                                              "optimizer": optimizer_state, "history": history,
+                                              "rng": rng_state, "meta": meta})
+        if is_best:
+            self.save_checkpoint("model_best", {"model": weights, "epoch": epoch, "meta": meta})
+        if keep_epoch_model:
+            self.save_checkpoint(f"model_{epoch}", {"model": weights, "epoch": epoch, "meta": meta})
+
+    def write_metrics(self, history):
+        """metrics.csv and metrics.json from the per-epoch rows; then the plots."""
+        if not self.writer:
+            return
+        text = io.StringIO()
+        writer = csv.DictWriter(text, fieldnames=METRIC_COLUMNS, extrasaction="ignore", lineterminator="\n")
+        writer.writeheader()
+        for row in history:
+            writer.writerow({k: ("" if row.get(k) is None else row[k]) for k in METRIC_COLUMNS})
+        atomic_write(os.path.join(self.path, "metrics.csv"), text.getvalue().encode())
+        atomic_write(os.path.join(self.path, "metrics.json"), (json.dumps(history, indent=1) + "\n").encode())
+        self.plot(history)
+
+    def plot(self, history):
+        """loss.png (training loss terms) and psnr.png (validation PSNRs), if matplotlib is installed."""
+        try:
+            import matplotlib
+        except ImportError:
+            if not self._plot_note:
+                self.log("note: matplotlib is not installed, so no plots are drawn (metrics.csv has the numbers)")
+                self._plot_note = True
+            return
+        matplotlib.use("Agg")
+        from matplotlib import pyplot as plt
+
+        epochs = [row["epoch"] for row in history]
+        curves = {"loss.png": ("training loss", ("loss", "L1", "cycle", "boundaries", "sparse", "center")),
+                  "psnr.png": ("validation PSNR (dB)", ("psnr", "down_psnr", "cycle_psnr"))}
+        for filename, (title, keys) in curves.items():
+            fig, ax = plt.subplots(figsize=(7, 4))
+            for key in keys:
+                values = [row.get(key) for row in history]
+                if any(v is not None for v in values):
+                    ax.plot(epochs, [np.nan if v is None else v for v in values], label=key)
+            ax.set_xlabel("epoch")
+            ax.set_title(title)
+            ax.grid(True, alpha=0.3)
+            if ax.lines:
+                ax.legend()
+            buf = io.BytesIO()
+            fig.savefig(buf, format="png", dpi=100)
+            plt.close(fig)
+            atomic_write(os.path.join(self.path, filename), buf.getvalue())

@@ -1,0 +1,170 @@
+"""The training loop (spec §4.5-4.7): self-supervised steps, per-epoch validation, checkpoints and logs."""
+import time
+
+import numpy as np
+
+from ..losses import LOSS_WEIGHTS, train_loss
+from ..runtime import jittor
+
+jt = jittor()
+
+TERMS = tuple(LOSS_WEIGHTS)
+OOM_MARKERS = ("out of memory", "cudaerrormemoryallocation", "cuda_error_out_of_memory", "bad_alloc",
+               "cannot allocate memory")
+
+
+class TrainingError(Exception):
+    """A run cannot go on; the message is one line saying what to change."""
+
+
+def train_step(model, optimizer, x, weight=1.0, update=True):
+    """One forward pass in 'train' mode on x [B, 5, 3, p, p]; adds the gradient of weight * total loss to the
+    accumulated gradients and, when ``update``, applies one Adam update. Returns (total, {term: value}) as
+    floats (unweighted; under MPI, averaged over the processes like the gradients)."""
+    out, _ = model({"x": x, "mode": "train"})
+    total, terms = train_loss(out)
+    optimizer.backward(total * weight)
+    if update:
+        optimizer.step()
+    values = {"total": total, **terms}
+    if jt.in_mpi:
+        values = {k: v.mpi_all_reduce("mean") for k, v in values.items()}
+    jt.sync(list(values.values()))
+    values = {k: v.item() for k, v in values.items()}
+    return values.pop("total"), values
+
+
+def accumulation_weights(n_samples, batch_size, accumulate):
+    """Per-batch loss weights and update flags of one epoch: batches are grouped ``accumulate`` at a time and
+    weighted by their share of the group's samples, so each update sees the group's mean loss (the last,
+    smaller batch included)."""
+    sizes = [batch_size] * (n_samples // batch_size) + ([n_samples % batch_size] if n_samples % batch_size else [])
+    weights, updates = [], []
+    for start in range(0, len(sizes), accumulate):
+        group = sizes[start:start + accumulate]
+        weights += [s / sum(group) for s in group]
+        updates += [False] * (len(group) - 1) + [True]
+    return weights, updates
+
+
+def calc_psnr(a, b, shave=4):
+    """Upstream calc_psnr: crop ``shave`` pixels from each border of [..., H, W] arrays in [0, 1], MSE over
+    everything (float64, no clamping), 100 when equal."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if shave:
+        a, b = a[..., shave:-shave, shave:-shave], b[..., shave:-shave, shave:-shave]
+    mse = np.mean((a - b) ** 2)
+    return 100.0 if mse == 0 else float(20 * np.log10(1.0 / np.sqrt(mse)))
+
+
+def validate(model, val_set):
+    """Mean Cycle-PSNR (LR vs blur-down of the SR), Down-PSNR (LR vs SR of the blur-downed LR) and PSNR
+    (GT vs SR) over the validation windows, on the raw float outputs (spec §4.7)."""
+    sums = {"cycle_psnr": 0.0, "down_psnr": 0.0, "psnr": 0.0}
+    n = 0
+    model.eval()
+    with jt.no_grad():
+        for lr, gt, _ in val_set:
+            out, _ = model({"x": lr, "mode": "val"})
+            centre, cycle, down = out["input"].numpy(), out["input_cycle"].numpy(), out["recons_down"].numpy()
+            recons, gt = out["recons"].numpy(), gt.numpy()
+            h, w = min(recons.shape[-2], gt.shape[-2]), min(recons.shape[-1], gt.shape[-1])  # spec §6 #17
+            sums["cycle_psnr"] += calc_psnr(centre, cycle)
+            sums["down_psnr"] += calc_psnr(centre, down)
+            sums["psnr"] += calc_psnr(gt[..., :h, :w], recons[..., :h, :w])
+            n += 1
+    model.train()
+    return {k: v / max(n, 1) for k, v in sums.items()}
+
+
+def is_out_of_memory(err):
+    text = str(err).lower()
+    return any(marker in text for marker in OOM_MARKERS)
+
+
+class Trainer:
+    """Runs epochs ``start_epoch..args.epochs`` and records them in ``experiment``."""
+
+    def __init__(self, args, model, optimizer, train_set, val_set, experiment, history=None, rng_state=None):
+        self.args, self.model, self.optimizer = args, model, optimizer
+        self.train_set, self.val_set, self.exp = train_set, val_set, experiment
+        self.history = list(history or [])
+        self.rng_state = rng_state or {}
+
+    def best(self):
+        """(best PSNR, its epoch) so far, or (None, None) without validation."""
+        rows = [r for r in self.history if r.get("psnr") is not None]
+        if not rows:
+            return None, None
+        row = max(rows, key=lambda r: r["psnr"])  # first maximum, like torch.max
+        return row["psnr"], row["epoch"]
+
+    def run(self, start_epoch):
+        for epoch in range(start_epoch, self.args.epochs + 1):
+            self.epoch(epoch)
+
+    def epoch(self, epoch):
+        args = self.args
+        started = time.time()
+        lr = self.optimizer.set_epoch(epoch, args.lr_decay, args.gamma)
+        self.exp.log(f"Epoch {epoch:3d} with Lr {lr:.2e}")
+        losses = self.train_epoch(epoch)
+        row = {"epoch": epoch, "lr": lr, **losses}
+        validating = self.val_set is not None and self.exp.writer  # under MPI only rank 0 validates
+        if validating:
+            row.update(validate(self.model, self.val_set))
+        self.history.append(row)
+        best_psnr, best_epoch = self.best()
+        row["best"] = best_epoch == epoch
+        row["seconds"] = round(time.time() - started, 3)
+        if validating:
+            self.exp.log(f"[validation]\taverage Cycle-PSNR: {row['cycle_psnr']:.3f} Down-PSNR: "
+                         f"{row['down_psnr']:.3f} PSNR: {row['psnr']:.3f} (Best: {best_psnr:.3f} @epoch {best_epoch})")
+        if self.exp.writer:
+            self.exp.save_epoch(self.model, self.optimizer.state(), epoch, self.history, self.rng_state,
+                                is_best=row["best"], keep_epoch_model=args.save_middle_models)
+            self.exp.write_metrics(self.history)
+
+    def train_epoch(self, epoch):
+        """Mean of each loss term over the epoch's batches."""
+        args = self.args
+        self.train_set.set_epoch(epoch)
+        self.model.train()
+        weights, updates = accumulation_weights(self.train_set.total_len, self.train_set.batch_size, args.accumulate)
+        sums = dict.fromkeys(("loss",) + TERMS, 0.0)
+        bar = self.progress(len(weights), epoch)
+        seen, started = 0, time.time()
+        for i, (x, _kernel) in enumerate(self.train_set):
+            try:
+                total, terms = train_step(self.model, self.optimizer, x, weights[i], updates[i])
+            except RuntimeError as err:
+                if is_out_of_memory(err):
+                    raise TrainingError(
+                        f"out of memory at --batch-size {args.batch_size} --patch-size {args.patch_size}: lower "
+                        f"--batch-size and raise --accumulate (effective batch = batch-size x accumulate = "
+                        f"{args.batch_size * args.accumulate}), or lower --patch-size") from None
+                raise
+            if not np.isfinite(total):
+                raise TrainingError(f"epoch {epoch}, batch {i + 1}: the loss is {total}; lower --lr")
+            sums["loss"] += total
+            for k in TERMS:
+                sums[k] += terms[k]
+            seen += x.shape[0]
+            means = {k: v / (i + 1) for k, v in sums.items()}
+            if bar is not None:
+                bar.set_postfix(loss=f"{means['loss']:.4f}", samples_s=f"{seen / (time.time() - started):.2f}")
+                bar.update(1)
+            if (i + 1) % args.print_every == 0:
+                self.exp.log(f"[{seen}/{self.train_set.total_len}]\tLoss : [total: {means['loss']:.4f}]"
+                             + "".join(f"[{k}: {means[k]:.4f}]" for k in TERMS))
+        if bar is not None:
+            bar.close()
+        n = len(weights)
+        return {k: v / n for k, v in sums.items()}
+
+    def progress(self, total, epoch):
+        if self.args.no_progress or not self.exp.writer:
+            return None
+        from tqdm import tqdm
+
+        return tqdm(total=total, desc=f"epoch {epoch}", unit="batch", dynamic_ncols=True, leave=False)
