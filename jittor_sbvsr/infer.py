@@ -1,0 +1,528 @@
+"""Super-resolve videos x4 with Self-Blind-VSR and score them: ``python -m jittor_sbvsr.infer``.
+
+Follows upstream inference.py (spec §3): 5-frame windows, outputs ``<output>/<run-name>/<video>/<frame>.png``,
+PSNR/SSIM on uint8 RGB with a 4-pixel border crop, per-video and pooled averages, a log file. Differences
+(all additive): inputs may be frame folders, dataset folders or video files in any frame format; the
+PyTorch checkpoint loads without PyTorch; every frame's features are computed once (``engine``); timings
+are synchronised and taken after a warm-up; a CSV, a JSON summary, optional video/kernels/Y-channel
+metrics/tiling; errors are one line ``infer: error: <path>: <problem>`` with exit status 2.
+"""
+import argparse
+import csv
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+
+from . import metrics
+from .checkpoint import CheckpointError
+from .video_io import InputError, VideoWriter, check_writable, discover, pair_gt, write_atomic, write_png
+
+PROG = "infer"
+MODEL_DIR = "pretrain_models"
+DEFAULT_CHECKPOINT = "self_blind_vsr_gaussian"
+PRESETS = {  # name -> (dataset folder under --data-root, checkpoint name); spec §3
+    "Gaussian_REDS4": ("REDS4_BlurDown_Gaussian", "self_blind_vsr_gaussian"),
+    "Gaussian_Vid4": ("Vid4_BlurDown_Gaussian", "self_blind_vsr_gaussian"),
+    "Gaussian_SPMCS": ("SPMCS_BlurDown_Gaussian", "self_blind_vsr_gaussian"),
+    "Realistic_REDS4": ("REDS4_BlurDown_Realistic", "self_blind_vsr_realistic"),
+}
+EPILOG = """\
+examples:
+  python -m jittor_sbvsr.infer --demo
+  python -m jittor_sbvsr.infer LR_frames/ --gt HR_frames/ --model pretrain_models/self_blind_vsr_gaussian.pt
+  python -m jittor_sbvsr.infer --preset Gaussian_Vid4 --data-root ../dataset
+  python -m jittor_sbvsr.infer clip.mp4 --border --save-video --tile 128
+
+Without --border the first and last 2 frames of every video are only used as context and not restored
+(upstream default, the protocol of the paper's numbers); --border restores them by repeating frames as
+upstream. --tile N super-resolves N x N LR tiles overlapping by --tile-overlap pixels and stitches them
+(each output pixel from the tile whose centre region holds it): memory stays bounded for large frames,
+but flow is estimated per tile, so outputs near tile seams differ slightly from untiled ones.
+"""
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message):
+        self.print_usage(sys.stderr)
+        self.exit(2, f"{PROG}: error: {message}\n")
+
+
+def build_parser():
+    p = Parser(prog="python -m jittor_sbvsr.infer", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+               description="Self-Blind-VSR x4 video super-resolution (Jittor) with PSNR/SSIM evaluation.")
+    p.add_argument("input", nargs="?", help="folder of frames (png/jpg/bmp), dataset folder of video sub-folders "
+                                            "(REDS/Vid4 layout) or video file (mp4/avi/mkv/mov)")
+    p.add_argument("--gt", help="HR ground truth in the same layout as the input; turns on PSNR/SSIM")
+    p.add_argument("--model", help="weights: a .pkl from tools/convert_weights.py, an upstream PyTorch .pt, or a "
+                                   f"trainer checkpoint (default: {MODEL_DIR}/{DEFAULT_CHECKPOINT}.pkl, else .pt)")
+    p.add_argument("--preset", choices=sorted(PRESETS), help="upstream quick-test set: input, GT, checkpoint and "
+                                                             "run name from the upstream layout under --data-root")
+    p.add_argument("--data-root", default="dataset", help="folder holding the upstream test sets (default: dataset)")
+    p.add_argument("--output", default="infer_results", help="results folder (default: infer_results)")
+    p.add_argument("--run-name", help="sub-folder of --output for this run (default: infer_<preset>, infer_demo "
+                                      "or infer_<date-time>)")
+    p.add_argument("--border", action="store_true", help="also restore the first and last 2 frames of each video")
+    p.add_argument("--no-images", dest="save_images", action="store_false", help="do not write the output PNGs")
+    p.add_argument("--save-video", action="store_true", help="also write <run>/<video>.mp4 (H.264)")
+    p.add_argument("--fps", type=float, help="frame rate of --save-video (default: the input video's, or 25)")
+    p.add_argument("--save-kernel", action="store_true",
+                   help="run KernelNet and write each frame's 13x13 blur kernel estimate to <video>/kernels/ "
+                        "(.npy exact, .png scaled to 0..255 and enlarged 8x)")
+    p.add_argument("--y-channel", action="store_true", help="PSNR/SSIM on the BT.601 Y channel (BasicSR) instead "
+                                                           "of RGB")
+    p.add_argument("--tile", type=int, help="process LR tiles of this size (pixels) for large frames")
+    p.add_argument("--tile-overlap", type=int, default=16, help="overlap of neighbouring tiles (default 16)")
+    p.add_argument("--cpu", action="store_true", help="run on the CPU even when CUDA is available")
+    p.add_argument("--quiet", action="store_true", help="no progress display")
+    p.add_argument("--log-every", type=int, default=10, metavar="N",
+                   help="when stderr is not a terminal, a progress line every N frames (default 10)")
+    p.add_argument("--demo", action="store_true", help="super-resolve a synthetic clip made from a scikit-image "
+                                                       "photo and compare with bicubic upsampling")
+    return p
+
+
+def parse_args(argv):
+    p = build_parser()
+    args = p.parse_args(argv)
+    sources = [name for name, on in (("an input", args.input), ("--preset", args.preset), ("--demo", args.demo)) if on]
+    if len(sources) != 1:
+        p.error("give exactly one of: an input path, --preset, --demo" + (f" (got {', '.join(sources)})"
+                                                                          if sources else ""))
+    if args.tile is not None and not (args.tile >= 8 and 0 <= args.tile_overlap < args.tile):
+        p.error("--tile must be >= 8 and --tile-overlap in [0, tile)")
+    if args.demo and args.gt:
+        p.error("--demo makes its own ground truth; drop --gt")
+    if args.log_every < 1 or (args.fps is not None and args.fps <= 0):
+        p.error("--log-every and --fps must be positive")
+    if args.preset:
+        folder, checkpoint = PRESETS[args.preset]
+        args.input = os.path.join(args.data_root, folder, "LR_blurdown_x4")
+        args.gt = args.gt or os.path.join(args.data_root, folder, "HR")
+    args.run_name = args.run_name or "infer_" + (args.preset or ("demo" if args.demo else
+                                                                 time.strftime("%Y-%m-%d_%H-%M-%S")))
+    return args
+
+
+def default_model_paths(checkpoint=DEFAULT_CHECKPOINT):
+    return [os.path.join(MODEL_DIR, checkpoint + ext) for ext in (".pkl", ".pt")]
+
+
+def resolve_model(args, allow_untrained=False):
+    """The weights file to load: ``--model``, else the default .pkl/.pt; None (seeded untrained network) when
+    there is no default file and ``allow_untrained``."""
+    if args.model:
+        candidates = [args.model]
+    else:
+        candidates = default_model_paths(PRESETS[args.preset][1] if args.preset else DEFAULT_CHECKPOINT)
+    found = next((p for p in candidates if os.path.isfile(p)), None)
+    if found or (allow_untrained and not args.model):
+        return found
+    stem = os.path.splitext(candidates[0])[0]
+    nor = f" (nor {candidates[1]})" if len(candidates) > 1 else ""
+    raise InputError(candidates[0], f"model file not found{nor}. Put the upstream checkpoint at {stem}.pt (it loads "
+                                    f"directly) or convert it once: python tools/convert_weights.py {stem}.pt "
+                                    f"{stem}.pkl")
+
+
+def build_model(path, log):
+    """PWC_Recons (released configuration) with the weights of ``path``, or seeded untrained when None."""
+    from . import runtime
+    from .models import PWC_Recons
+    from .weights import load_weights
+
+    jt = runtime.jittor()
+    if path is None:
+        jt.set_global_seed(0)
+        return PWC_Recons()
+    start = time.perf_counter()
+    net = PWC_Recons()
+    info = load_weights(net, path)
+    log(f"Loaded {info['keys']} tensors ({info['params']:,} parameters, {info['format']}) from {path} "
+        f"in {time.perf_counter() - start:.1f}s")
+    return net
+
+
+class RunLog:
+    """Lines to the log file and (unless ``console=False``) to stdout, above any progress bar."""
+
+    def __init__(self, path):
+        self.file = open(path, "a", encoding="utf-8")
+
+    def __call__(self, line, console=True):
+        self.file.write(line + "\n")
+        self.file.flush()
+        if console:
+            from tqdm import tqdm
+
+            tqdm.write(line, file=sys.stdout)
+
+    def close(self):
+        self.file.close()
+
+
+class Progress:
+    """Per-video progress: a tqdm bar on a terminal, else a plain line every ``every`` frames on stderr."""
+
+    def __init__(self, name, total, quiet, every):
+        from tqdm import tqdm
+
+        self.name, self.total, self.every, self.done = name, total, every, 0
+        self.quiet, self.start = quiet, time.perf_counter()
+        self.bar = None
+        if not quiet and sys.stderr.isatty():
+            self.bar = tqdm(total=total, desc=name, unit="frame", file=sys.stderr, dynamic_ncols=True, leave=True)
+
+    def update(self):
+        self.done += 1
+        if self.bar is not None:
+            self.bar.update(1)
+        elif not self.quiet and self.done % self.every == 0:
+            rate = self.done / max(time.perf_counter() - self.start, 1e-9)
+            eta = f", ETA {_hms((self.total - self.done) / rate)}" if self.total else ""
+            of = f"/{self.total}" if self.total else ""
+            print(f"{self.name}: {self.done}{of} frames, {rate:.2f} frames/s{eta}", file=sys.stderr, flush=True)
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _hms(seconds):
+    s = int(round(seconds))
+    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"
+
+
+class FrameReader:
+    """Decodes one video's frames once, in order, on demand; keeps them until released."""
+
+    def __init__(self, video, note):
+        self.video, self.note = video, note
+        self._it = video.frames()
+        self._frames = {}
+        self._next = 0
+        self.n = None  # known once the video is exhausted
+        self._noted = set()
+
+    def load(self, j):
+        """Decode up to frame ``j``; False when the video has fewer than j + 1 frames."""
+        while self._next <= j and self.n is None:
+            try:
+                stem, img, note, path = next(self._it)
+            except StopIteration:
+                self.n = self._next
+                break
+            if note and note not in self._noted:
+                self._noted.add(note)
+                self.note(f"note: {path}: {note} (reported once per video)")
+            self._frames[self._next] = (stem, img)
+            self._next += 1
+        return self.n is None or j < self.n
+
+    def __getitem__(self, j):
+        return self._frames[j]
+
+    def release_below(self, j):
+        for k in [k for k in self._frames if k < j]:
+            del self._frames[k]
+
+
+@dataclass
+class FrameResult:
+    video: str
+    frame: str
+    psnr: float = None
+    ssim: float = None
+    times: dict = field(default_factory=dict)  # pre, forward, post, total (seconds)
+
+
+class Runner:
+    """Runs the videos of one run through a ``WindowEngine`` and writes every output."""
+
+    def __init__(self, args, net, log, run_dir):
+        from .engine import WindowEngine
+
+        self.args, self.log, self.run_dir = args, log, run_dir
+        self.engine = WindowEngine(net, args.tile, args.tile_overlap)
+        self.space = "y" if args.y_channel else "rgb"
+        self.results = []
+        self.written = 0
+        self._warm = set()
+        self._csv_file = open(os.path.join(run_dir, "metrics.csv"), "w", newline="", encoding="utf-8")
+        self._csv = csv.writer(self._csv_file)
+        self._csv.writerow(["video", "frame", "psnr", "ssim", "pre_s", "forward_s", "post_s", "total_s"])
+
+    def close(self):
+        self._csv_file.close()
+
+    def run_video(self, video, gt):
+        """Super-resolve (and score) every centre frame of ``video``."""
+        from .engine import to_image, window_indices
+
+        args, engine = self.args, self.engine
+        out_dir = os.path.join(self.run_dir, video.name)
+        if args.save_images or args.save_kernel:
+            os.makedirs(os.path.join(out_dir, "kernels") if args.save_kernel else out_dir, exist_ok=True)
+        reader = FrameReader(video, self.log)
+        gt_reader = FrameReader(gt, self.log) if gt else None
+        writer = VideoWriter(os.path.join(self.run_dir, video.name + ".mp4"), args.fps or video.fps()) \
+            if args.save_video else None
+        hint = video.count_hint()
+        progress = Progress(video.name, hint if args.border or hint is None else max(hint - 4, 0), args.quiet,
+                            args.log_every)
+        crop = None
+        centre = 0 if args.border else 2
+        try:
+            while True:
+                t0 = time.perf_counter()
+                if not reader.load(centre + 2):
+                    _check_length(video, reader.n, args.border)
+                    if not args.border or centre >= reader.n:
+                        break
+                indices = window_indices(centre, reader.n or centre + 3, args.border)
+                stem = reader[centre][0]
+                gt_img = self._gt_frame(gt_reader, gt, centre, reader.n) if gt else None
+                t_pre = time.perf_counter() - t0
+                shape = reader[centre][1].shape
+                if shape not in self._warm:
+                    engine.warm_up(reader[centre][1], kernel=args.save_kernel)
+                    self._warm.add(shape)
+                t1 = time.perf_counter()
+                for j in dict.fromkeys(indices):
+                    if not engine.has(j):
+                        engine.add(j, reader[j][1])
+                recons = engine.super_resolve(indices)
+                kernel = engine.kernel(indices) if args.save_kernel else None
+                t2 = time.perf_counter()
+                sr = to_image(recons)
+                result = FrameResult(video.name, stem)
+                if gt_img is not None:
+                    if crop is None:
+                        crop = self._gt_crop(sr.shape, gt_img.shape, gt, video.name)
+                    result.psnr, result.ssim = metrics.evaluate(sr[:crop[0], :crop[1]], gt_img[:crop[0], :crop[1]],
+                                                                self.space)
+                self._save(out_dir, stem, sr, kernel, writer)
+                t3 = time.perf_counter()
+                result.times = {"pre": t_pre, "forward": t2 - t1, "post": t3 - t2, "total": t_pre + t3 - t1}
+                self._record(result)
+                progress.update()
+                engine.release_below(centre - 1)
+                reader.release_below(centre - 1)
+                if gt_reader:
+                    gt_reader.release_below(centre)
+                centre += 1
+            if gt_reader and gt_reader.load(reader.n):
+                self.log(f"note: {gt.path}: the GT has more frames than the {reader.n} of the input; the extra "
+                         "GT frames are ignored")
+            if writer:
+                writer.close()
+        except BaseException:
+            if writer:
+                writer.abort()
+            raise
+        finally:
+            progress.close()
+            engine.reset()
+
+    def _gt_frame(self, gt_reader, gt, centre, n):
+        if not gt_reader.load(centre):
+            raise InputError(gt.path, f"{gt_reader.n} GT frames for {n} input frames" if n else
+                             f"only {gt_reader.n} GT frames, the input has more")
+        return gt_reader[centre][1]
+
+    def _gt_crop(self, sr_shape, gt_shape, gt, name):
+        scale = self.engine.scale
+        size = metrics.common_size(sr_shape, gt_shape, tolerance=scale)
+        if size is None:
+            raise InputError(gt.path, f"GT frames of {name} are {gt_shape[1]}x{gt_shape[0]}, the output is "
+                                      f"{sr_shape[1]}x{sr_shape[0]} ({scale}x the LR size): they must agree to "
+                                      f"within {scale - 1} pixels")
+        if size != tuple(sr_shape[:2]) or size != tuple(gt_shape[:2]):
+            self.log(f"note: {name}: GT {gt_shape[1]}x{gt_shape[0]} vs output {sr_shape[1]}x{sr_shape[0]}: both "
+                     f"cropped to {size[1]}x{size[0]} (top-left) for the metrics (HR size not a multiple of {scale})")
+        return size
+
+    def _save(self, out_dir, stem, sr, kernel, writer):
+        import numpy as np
+
+        if self.args.save_images:
+            write_png(os.path.join(out_dir, stem + ".png"), sr)
+            self.written += 1
+        if writer:
+            writer.write(sr)
+        if kernel is not None:
+            base = os.path.join(out_dir, "kernels", stem)
+            write_atomic(base + ".npy", lambda tmp: np.save(tmp, kernel))
+            span = float(kernel.max() - kernel.min())
+            scaled = (kernel - kernel.min()) / span if span > 0 else np.zeros_like(kernel)
+            write_png(base + ".png", np.kron(np.round(scaled * 255), np.ones((8, 8))).astype(np.uint8))
+
+    def _record(self, r):
+        self.results.append(r)
+        t = r.times
+        score = f" PSNR={r.psnr:.5}, SSIM={r.ssim:.4}" if r.psnr is not None else ""
+        self.log(f"> {r.video}-{r.frame}{score} pre_time:{t['pre']:.3f}s, forward_time:{t['forward']:.3f}s, "
+                 f"post_time:{t['post']:.3f}s, total_time:{t['total']:.3f}s", console=False)
+        self._csv.writerow([r.video, r.frame, _num(r.psnr), _num(r.ssim)] + [f"{t[k]:.4f}" for k in
+                                                                             ("pre", "forward", "post", "total")])
+        self._csv_file.flush()
+
+
+def _check_length(video, n, border):
+    if n == 0:
+        raise InputError(video.path, "no frames could be decoded")
+    if not border and n < 5:
+        raise InputError(video.path, f"{n} frame(s): without --border a video needs at least 5 frames (each output "
+                                     "frame uses 2 frames before and after it, and the first and last 2 frames are "
+                                     "not restored); use --border for short clips")
+
+
+def _num(x):
+    return "" if x is None else f"{x:.6f}"
+
+
+def summarize(results):
+    """Averages as upstream: per video over its frames, total pooled over all frames."""
+    def stats(rows):
+        out = {"frames": len(rows), "seconds": sum(r.times["total"] for r in rows)}
+        out["frames_per_s"] = out["frames"] / out["seconds"] if out["seconds"] > 0 else None
+        scored = [r for r in rows if r.psnr is not None]
+        if scored:
+            out["psnr"] = sum(r.psnr for r in scored) / len(scored)
+            out["ssim"] = sum(r.ssim for r in scored) / len(scored)
+        return out
+
+    videos = {}
+    for r in results:
+        videos.setdefault(r.video, []).append(r)
+    return {"videos": {v: stats(rows) for v, rows in videos.items()}, "total": stats(results)}
+
+
+def summary_lines(summary):
+    def line(prefix, s):
+        score = f" AVG-PSNR={s['psnr']:.5f}, AVG-SSIM={s['ssim']:.4f}," if "psnr" in s else ""
+        fps = f"{s['frames_per_s']:.2f}" if s["frames_per_s"] else "-"
+        return f"# {prefix}{score} frames={s['frames']}, {fps} frames/s"
+
+    return [line(f"Video:{v}", s) for v, s in sorted(summary["videos"].items())] + [line("Total", summary["total"])]
+
+
+def _json_safe(x):
+    if isinstance(x, dict):
+        return {k: _json_safe(v) for k, v in x.items()}
+    return None if isinstance(x, float) and not math.isfinite(x) else x
+
+
+def write_summary(path, header, summary, complete):
+    data = _json_safe(dict(header, complete=complete, **summary))
+    text = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+
+    def write(tmp):
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+
+    write_atomic(path, write)
+
+
+def prepare_inputs(args):
+    """Discover and validate the input and GT videos before anything heavy starts."""
+    if args.preset and not os.path.exists(args.input):
+        raise InputError(args.input, f"input not found: --preset {args.preset} expects the upstream test set under "
+                                     f"--data-root ({args.data_root})")
+    videos = discover(args.input)
+    gt_pairs = pair_gt(videos, discover(args.gt, "GT"), args.gt) if args.gt else {}
+    for v in videos:
+        if not v.is_file:
+            _check_length(v, len(v.frame_paths), args.border)
+    return videos, gt_pairs
+
+
+def main(argv=None, model=None):
+    """CLI entry point; returns the exit status. ``model`` (a PWC_Recons) replaces loading (tests)."""
+    args = parse_args(argv)
+    run_dir = os.path.join(args.output, args.run_name)
+    try:
+        demo = None
+        if args.demo:
+            from .demo import Demo
+
+            check_writable(run_dir)
+            demo = Demo(args, run_dir)
+        videos, gt_pairs = prepare_inputs(args)
+        model_path = None if model is not None else resolve_model(args, allow_untrained=args.demo)
+        check_writable(run_dir)
+    except (InputError, CheckpointError) as e:
+        print(f"{PROG}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+    log = RunLog(os.path.join(run_dir, f"inference_log_{time.strftime('%Y-%m-%d_%H-%M-%S')}.txt"))
+    try:
+        untrained = model is None and model_path is None
+        if demo:
+            demo.first_line(log, default_model_paths() if untrained else None)
+        return _run(args, model, model_path, untrained, videos, gt_pairs, run_dir, log, demo)
+    except (InputError, CheckpointError, OSError) as e:
+        message = f"{e.filename}: {e.strerror}" if isinstance(e, OSError) and e.filename else str(e)
+        print(f"{PROG}: error: {message}", file=sys.stderr)
+        log(f"error: {message}", console=False)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+    finally:
+        log.close()
+
+
+def _run(args, model, model_path, untrained, videos, gt_pairs, run_dir, log, demo):
+    from . import runtime
+
+    if args.cpu:
+        runtime.use_cpu()
+    header = {"run": args.run_name, "input": args.input, "gt": args.gt,
+              "model": model_path or ("<given>" if model is not None else "<untrained, seed 0>"),
+              "untrained": untrained, "border": args.border,
+              "metrics": {"space": "y" if args.y_channel else "rgb", "crop_border": metrics.CROP_BORDER},
+              "tile": args.tile, "device": runtime.report()}
+    log(f"Inference - {args.run_name}")
+    for key in ("input", "gt", "model", "device"):
+        log(f"{key}: {header[key]}")
+    log(f"output: {run_dir}")
+    log("border: on (all frames restored)" if args.border else
+        "border: off (upstream default): the first and last 2 frames of each video are not restored; --border "
+        "restores them")
+    if args.gt:
+        log(f"metrics: PSNR/SSIM on {'the Y channel' if args.y_channel else 'RGB'} of uint8 images, "
+            f"{metrics.CROP_BORDER}-pixel border crop; totals pooled over all frames (upstream)")
+    if args.tile:
+        log(f"tiles: {args.tile}x{args.tile} LR pixels, overlap {args.tile_overlap}")
+    net = model if model is not None else build_model(model_path, log)
+    runner = Runner(args, net, log, run_dir)
+    complete = False
+    try:
+        for video in videos:
+            runner.run_video(video, gt_pairs.get(video.name))
+        complete = True
+    except KeyboardInterrupt:
+        message = f"interrupted: {runner.written} frame(s) written to {run_dir}, each complete"
+        log(message, console=False)
+        print(f"{PROG}: {message}", file=sys.stderr)
+        return 130
+    finally:
+        runner.close()
+        summary = summarize(runner.results)
+        write_summary(os.path.join(run_dir, "summary.json"), header, summary, complete)
+        if complete:
+            for line in summary_lines(summary):
+                log(line)
+            log(f"results: {run_dir} (metrics.csv, summary.json)")
+    if demo:
+        demo.report(log, runner.results)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

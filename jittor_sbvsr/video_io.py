@@ -1,0 +1,290 @@
+"""Reading and writing the frames of videos: discovery, validation, conversion to uint8 RGB, atomic writes.
+
+An input is a folder of frames (png/jpg/bmp), a dataset folder (one sub-folder or video file per video,
+the REDS/Vid4 layout), or a video file (mp4/avi/mkv/mov, decoded by imageio-ffmpeg). Frames are sorted by
+file name (upstream sorts lexicographically) and decoded lazily, once each, as uint8 H x W x 3 RGB.
+Problems are raised as ``InputError(path, problem)``; unusual but usable frames (grayscale, alpha, 16-bit,
+palette, CMYK) are converted and reported as notes.
+"""
+import os
+import uuid
+from dataclasses import dataclass, field
+
+import numpy as np
+
+IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp")
+VIDEO_EXTS = (".mp4", ".avi", ".mkv", ".mov")
+DEFAULT_FPS = 25.0
+
+
+class InputError(Exception):
+    """A file or folder cannot be used; ``str(err)`` is one line ``<path>: <problem>``."""
+
+    def __init__(self, path, problem):
+        self.path, self.problem = os.fspath(path), problem
+        super().__init__(f"{self.path}: {problem}")
+
+
+def _png_bit_depth(path):
+    with open(path, "rb") as f:
+        head = f.read(25)
+    return head[24] if head[:8] == b"\x89PNG\r\n\x1a\n" and len(head) == 25 else 8
+
+
+def to_rgb8(img, mode, bit_depth=8):
+    """Convert a decoded PIL image (``img`` its numpy array, ``mode`` its PIL mode) to uint8 RGB.
+
+    Returns ``(array, note)``; ``note`` says what was converted, or is None for plain 8-bit RGB.
+    """
+    notes = []
+    if mode in ("I;16", "I;16B", "I;16L", "I"):
+        img = np.round(np.clip(img.astype(np.float64), 0, 65535) / 257.0).astype(np.uint8)
+        notes.append("16-bit grayscale converted to 8 bits")
+    elif mode == "RGB" and bit_depth == 16:
+        notes.append("16-bit RGB reduced to 8 bits by the image decoder (high byte)")
+    if img.ndim == 3 and img.shape[2] in (2, 4):
+        img = img[..., :-1]
+        notes.append("alpha channel dropped")
+    if img.dtype == bool:
+        img = img.astype(np.uint8) * 255
+    if img.ndim == 2 or img.shape[2] == 1:
+        img = np.repeat(img.reshape(img.shape[0], img.shape[1], 1), 3, axis=2)
+        notes.append("grayscale converted to RGB")
+    return np.ascontiguousarray(img, dtype=np.uint8), "; ".join(notes) or None
+
+
+def read_image(path):
+    """Decode one frame file -> ``(uint8 H x W x 3 RGB, note or None)``; InputError when unreadable."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            im.load()
+            mode = im.mode
+            if mode in ("P", "PA", "CMYK", "YCbCr", "LAB", "HSV"):
+                rgb = im.convert("RGBA" if "A" in mode or "transparency" in im.info else "RGB")
+                arr, note = to_rgb8(np.asarray(rgb), rgb.mode)
+                return arr, f"{mode} image converted to RGB" + (f"; {note}" if note else "")
+            if mode not in ("1", "L", "LA", "RGB", "RGBA", "I;16", "I;16B", "I;16L", "I"):
+                raise InputError(path, f"unsupported image mode {mode}")
+            arr = np.asarray(im)
+    except InputError:
+        raise
+    except (OSError, ValueError, SyntaxError) as e:
+        raise InputError(path, f"cannot read image ({e})") from None
+    depth = _png_bit_depth(path) if path.lower().endswith(".png") else 8
+    return to_rgb8(arr, mode, depth)
+
+
+def list_frames(folder):
+    """Sorted frame files (by name) directly inside ``folder``."""
+    return sorted(os.path.join(folder, n) for n in os.listdir(folder)
+                  if n.lower().endswith(IMAGE_EXTS) and os.path.isfile(os.path.join(folder, n)))
+
+
+def is_video_file(path):
+    return os.path.isfile(path) and path.lower().endswith(VIDEO_EXTS)
+
+
+@dataclass
+class Video:
+    """One input video: a folder of frames (``frame_paths``) or a video file (``path``); ``whole`` when it is
+    the input path itself rather than an entry of a dataset folder."""
+    name: str
+    path: str
+    frame_paths: list = field(default_factory=list)
+    whole: bool = False
+
+    @property
+    def is_file(self):
+        return not self.frame_paths
+
+    def count_hint(self):
+        """Number of frames: exact for frame folders, ffmpeg's estimate (or None) for video files."""
+        if not self.is_file:
+            return len(self.frame_paths)
+        meta = _video_meta(self.path)
+        n = meta.get("duration", 0) * meta.get("fps", 0)
+        return int(round(n)) or None
+
+    def fps(self):
+        """Frame rate of a video file; DEFAULT_FPS for frame folders."""
+        return float(_video_meta(self.path).get("fps") or DEFAULT_FPS) if self.is_file else DEFAULT_FPS
+
+    def frames(self):
+        """Yield ``(stem, uint8 H x W x 3, note, path)`` per frame, in order; all frames must share one size."""
+        first = None
+        for stem, img, note, path in (self._file_frames() if self.is_file else self._folder_frames()):
+            if first is None:
+                first = (img.shape, path)
+            elif img.shape != first[0]:
+                raise InputError(path, f"frame size {_size(img.shape)} differs from {_size(first[0])} of the "
+                                       f"first frame {os.path.basename(first[1])}; all frames of a video must "
+                                       "have one size")
+            yield stem, img, note, path
+
+    def _folder_frames(self):
+        for path in self.frame_paths:
+            img, note = read_image(path)
+            yield os.path.basename(path).split(".")[0], img, note, path
+
+    def _file_frames(self):
+        import imageio_ffmpeg
+
+        reader = imageio_ffmpeg.read_frames(self.path)
+        try:
+            meta = next(reader)
+            w, h = meta["size"]
+            for i, raw in enumerate(reader):
+                yield f"{i:08d}", np.frombuffer(raw, np.uint8).reshape(h, w, 3), None, self.path
+        except (OSError, RuntimeError, StopIteration) as e:
+            raise InputError(self.path, f"cannot decode video ({_one_line(e)})") from None
+        finally:
+            reader.close()
+
+
+_META = {}
+
+
+def _video_meta(path):
+    if path not in _META:
+        import imageio_ffmpeg
+
+        reader = imageio_ffmpeg.read_frames(path)
+        try:
+            _META[path] = next(reader)
+        except (OSError, RuntimeError, StopIteration) as e:
+            raise InputError(path, f"cannot open video ({_one_line(e)})") from None
+        finally:
+            reader.close()
+    return _META[path]
+
+
+def _one_line(err):
+    text = " ".join(str(err).split())
+    return text[:300] or type(err).__name__
+
+
+def _size(shape):
+    return f"{shape[1]}x{shape[0]}"
+
+
+def discover(path, what="input"):
+    """The videos of an input path, sorted by name; InputError when there are none or the path is unusable."""
+    if not os.path.exists(path):
+        raise InputError(path, f"{what} not found")
+    if os.path.isfile(path):
+        if not path.lower().endswith(VIDEO_EXTS):
+            raise InputError(path, f"not a video file ({', '.join(VIDEO_EXTS)}) or a folder of frames")
+        _video_meta(path)
+        return [Video(os.path.splitext(os.path.basename(os.path.normpath(path)))[0], path, whole=True)]
+    try:
+        frames = list_frames(path)
+        entries = sorted(os.listdir(path))
+    except OSError as e:
+        raise InputError(path, f"cannot list folder ({e.strerror})") from None
+    if frames:
+        return [Video(os.path.basename(os.path.abspath(path)), path, frames, whole=True)]
+    videos = []
+    for name in entries:
+        sub = os.path.join(path, name)
+        if os.path.isdir(sub):
+            sub_frames = list_frames(sub)
+            if not sub_frames:
+                raise InputError(sub, f"no frames ({'/'.join(e[1:] for e in IMAGE_EXTS)}) in this video folder")
+            videos.append(Video(name, sub, sub_frames))
+        elif is_video_file(sub):
+            videos.append(Video(os.path.splitext(name)[0], sub))
+    if not videos:
+        raise InputError(path, f"empty: no frames ({'/'.join(e[1:] for e in IMAGE_EXTS)}), video sub-folders or "
+                               "video files found")
+    return videos
+
+
+def pair_gt(videos, gt_videos, gt_path):
+    """Map each input video to its GT video: by name, except that a single video given directly (a frame
+    folder or video file) pairs with a single GT video whatever their names."""
+    if len(videos) == 1 and len(gt_videos) == 1 and (videos[0].whole or gt_videos[0].whole):
+        pairs = {videos[0].name: gt_videos[0]}
+    else:
+        by_name = {v.name: v for v in gt_videos}
+        missing = [v.name for v in videos if v.name not in by_name]
+        if missing:
+            raise InputError(gt_path, f"no GT for video(s) {', '.join(missing[:5])}"
+                                      f"{' ...' if len(missing) > 5 else ''} (GT videos are matched by name)")
+        pairs = {v.name: by_name[v.name] for v in videos}
+    for v in videos:
+        n, n_gt = v.count_hint(), pairs[v.name].count_hint()
+        if not v.is_file and not pairs[v.name].is_file and n != n_gt:
+            raise InputError(pairs[v.name].path, f"{n_gt} GT frames for {n} input frames of video {v.name}")
+    return pairs
+
+
+def _temp_name(path):
+    root, ext = os.path.splitext(path)
+    return f"{root}.partial-{uuid.uuid4().hex[:8]}{ext}"
+
+
+def write_atomic(path, write):
+    """Call ``write(tmp)`` on a temporary name in ``path``'s folder, then ``os.replace`` it onto ``path``,
+    so an interrupted run never leaves a truncated file (the temporary one is removed)."""
+    tmp = _temp_name(path)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def write_png(path, img):
+    """Write uint8 RGB (or grayscale) ``img`` as a PNG file, atomically."""
+    from PIL import Image
+
+    write_atomic(path, lambda tmp: Image.fromarray(img).save(tmp, format="PNG"))
+
+
+def check_writable(folder):
+    """Create ``folder`` if needed and prove a file can be written there; InputError otherwise."""
+    try:
+        os.makedirs(folder, exist_ok=True)
+        probe = os.path.join(folder, _temp_name(".write-test"))
+        with open(probe, "wb"):
+            pass
+        os.remove(probe)
+    except OSError as e:
+        raise InputError(folder, f"output folder is not writable ({e.strerror or e})") from None
+
+
+class VideoWriter:
+    """H.264 mp4 writer (imageio-ffmpeg) that writes to a temporary name and renames on ``close``."""
+
+    def __init__(self, path, fps):
+        self.path, self.fps = path, fps
+        self.tmp = _temp_name(path)
+        self._gen = None
+
+    def write(self, img):
+        import imageio_ffmpeg
+
+        if self._gen is None:
+            self._gen = imageio_ffmpeg.write_frames(self.tmp, (img.shape[1], img.shape[0]), fps=self.fps,
+                                                    codec="libx264", macro_block_size=1, quality=8)
+            self._gen.send(None)
+        self._gen.send(np.ascontiguousarray(img))
+
+    def close(self):
+        """Finish the file and move it into place (nothing is written for zero frames)."""
+        if self._gen is not None:
+            self._gen.close()
+            os.replace(self.tmp, self.path)
+            self._gen = None
+
+    def abort(self):
+        """Stop writing and remove the partial file."""
+        if self._gen is not None:
+            self._gen.close()
+            self._gen = None
+        if os.path.exists(self.tmp):
+            os.remove(self.tmp)

@@ -1,0 +1,204 @@
+#!/usr/bin/env python
+"""Video inference speed and memory: the CLI's cached path vs the naive per-window network vs PyTorch.
+
+    python tools/bench_infer.py [--sizes 68x160,180x320] [--frames 9] [--repeats 3]
+
+For every LR size, one clip of ``--frames`` frames (smooth random pan, seeded) is super-resolved, without
+border (``frames - 4`` windows), by
+
+* cached: ``jittor_sbvsr.engine.WindowEngine`` as ``infer`` runs it (features/pyramids once per frame, no
+  KernelNet unless --save-kernel);
+* naive:  ``net({'x': window, 'mode': 'infer'})`` per window (Jittor, KernelNet included as in that mode);
+* torch:  the PyTorch reference model (tests/reference) per window, ``torch.no_grad()``.
+
+All three use the same seeded weights. Each method lives in its own process (so its peak RSS, ru_maxrss with
+warm-up included, is its own, and torch never shares a process with Jittor). After one warm-up pass each,
+the timed passes are interleaved (cached, naive, torch, cached, ...) so that load from other work on the
+machine hits all methods alike; frames/s is windows / median wall-clock pass time, CPU s/frame the median
+process CPU time of a pass / windows (less sensitive to other load). Outputs are compared: cached must
+equal naive exactly; the difference to PyTorch is printed.
+"""
+import argparse
+import json
+import os
+import pickle
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+METHODS = ("cached", "naive", "torch")
+TAG = "@@bench "  # prefix of protocol lines on the child's stdout (Jittor may print there too)
+
+
+def make_clip(h, w, n):
+    """n uint8 frames h x w: a smooth random scene panning ~1.3 px per frame."""
+    rng = np.random.default_rng(0)
+    scene = np.kron(rng.random((h // 8 + 4, w // 8 + 4, 3)), np.ones((8, 8, 1)))
+    for axis in (0, 1):  # box blur twice: smooth enough for stable flow
+        for _ in range(2):
+            scene = (np.roll(scene, 4, axis) + scene + np.roll(scene, -4, axis)) / 3
+    return [np.round(scene[i:i + h, (4 * i) // 3:(4 * i) // 3 + w] * 255).astype(np.uint8) for i in range(n)]
+
+
+def make_weights(path):
+    """Seeded reference weights as a pickle of numpy arrays (loads into both implementations)."""
+    sys.path.insert(0, os.path.join(ROOT, "tests"))
+    import torch
+    from reference import torch_sbvsr as ref
+
+    torch.manual_seed(0)
+    with open(path, "wb") as f:
+        pickle.dump(ref.state_dict_numpy(ref.PWC_Recons()), f)
+
+
+def pass_function(method, clip, weights):
+    """A function running one pass of ``method`` over the clip and returning the outputs [n-4, 3, 4h, 4w]."""
+    n = len(clip)
+    windows = [list(range(c - 2, c + 3)) for c in range(2, n - 2)]
+    if method == "torch":
+        sys.path.insert(0, os.path.join(ROOT, "tests"))
+        import torch
+        from reference import torch_sbvsr as ref
+
+        net = ref.PWC_Recons().eval()
+        with open(weights, "rb") as f:
+            ref.load_numpy_state(net, pickle.load(f))
+        frames = [torch.from_numpy(f.astype(np.float32).transpose(2, 0, 1) * np.float32(1 / 255)) for f in clip]
+
+        def run_pass():
+            with torch.no_grad():
+                return np.stack([net({"x": torch.stack([frames[j] for j in idx])[None], "mode": "infer"})[0]
+                                 ["recons"].numpy()[0] for idx in windows])
+        return run_pass
+
+    sys.path.insert(0, ROOT)
+    import jittor_sbvsr
+    from jittor_sbvsr import engine
+    from jittor_sbvsr.models import PWC_Recons
+    from jittor_sbvsr.weights import load_weights
+
+    jt = jittor_sbvsr.runtime.jittor()
+    net = PWC_Recons()
+    load_weights(net, weights)
+
+    def run_naive():
+        return np.stack([engine.naive_window(net, [clip[j] for j in idx]) for idx in windows])
+
+    def run_cached():
+        eng = engine.WindowEngine(net)
+        outs = []
+        for c, idx in zip(range(2, n - 2), windows):
+            for j in idx:
+                if not eng.has(j):
+                    eng.add(j, clip[j])
+            outs.append(eng.super_resolve(idx))
+            eng.release_below(c - 1)
+        eng.reset()
+        jt.sync_all(True)
+        return np.stack(outs)
+
+    return run_naive if method == "naive" else run_cached
+
+
+def child(method, h, w, n, weights, out):
+    """Serve timed passes: warm up, then answer each 'pass' line on stdin with its wall-clock and CPU time;
+    on 'done' save the outputs and report the peak RSS."""
+    run_pass = pass_function(method, make_clip(h, w, n), weights)
+    outs = run_pass()  # warm-up (Jittor compiles here)
+    print(TAG + "ready", flush=True)
+    for line in sys.stdin:
+        if line.strip() == "pass":
+            start, cpu = time.perf_counter(), time.process_time()
+            run_pass()
+            print(f"{TAG}{time.perf_counter() - start} {time.process_time() - cpu}", flush=True)
+        else:
+            break
+    np.save(out, outs)
+    print(TAG + str(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024), flush=True)
+
+
+class Child:
+    """One benchmark process, driven line by line."""
+
+    def __init__(self, method, h, w, n, weights, out):
+        self.out = out
+        self.proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--frames", str(n), "--child",
+                                      method, str(h), str(w), weights, out], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, text=True)
+        self.read()  # ready
+
+    def read(self):
+        for line in self.proc.stdout:
+            if TAG in line:
+                return line.split(TAG, 1)[1].strip()
+        raise RuntimeError(f"benchmark child exited with status {self.proc.wait()}")
+
+    def ask(self, command):
+        self.proc.stdin.write(command + "\n")
+        self.proc.stdin.flush()
+        return [float(v) for v in self.read().split()]
+
+
+def bench_size(h, w, args, weights, tmp):
+    methods = args.methods.split(",")
+    children = {}
+    for m in methods:  # started one after the other: warm-ups do not overlap
+        children[m] = Child(m, h, w, args.frames, weights, os.path.join(tmp, f"{m}_{h}x{w}.npy"))
+    times = {m: [] for m in methods}
+    for _ in range(args.repeats):
+        for m in methods:
+            times[m].append(children[m].ask("pass"))
+    peak = {m: children[m].ask("done")[0] for m in methods}
+    for c in children.values():
+        c.proc.wait()
+    outputs = {m: np.load(children[m].out) for m in methods}
+    report(h, w, args, times, peak, outputs)
+
+
+def report(h, w, args, times, peak, outputs):
+    windows = args.frames - 4
+    print(f"LR {h}x{w} -> {4 * h}x{4 * w}, {args.frames} frames ({windows} windows, no border), CPU, "
+          f"median of {args.repeats} interleaved passes")
+    fps = {m: windows / statistics.median(wall for wall, _ in t) for m, t in times.items()}
+    cpu = {m: statistics.median(c for _, c in t) / windows for m, t in times.items()}
+    for m in times:
+        ratio = f" ({fps[m] / fps['torch']:.2f}x torch)" if "torch" in fps else ""
+        print(f"  {m:7s} {fps[m]:6.3f} frames/s{ratio}, {cpu[m]:6.2f} CPU s/frame, peak RSS {peak[m]:5.0f} MiB; "
+              f"pass wall times {', '.join(f'{wall:.1f}' for wall, _ in times[m])} s")
+    if "cached" in outputs and "naive" in outputs:
+        print(f"  cached == naive exactly: {bool(np.array_equal(outputs['cached'], outputs['naive']))}")
+    if "torch" in outputs and "naive" in outputs:
+        print(f"  max |jittor - torch|: {np.abs(outputs['naive'] - outputs['torch']).max():.2e}")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", default="68x160,180x320", help="comma-separated LR sizes HxW")
+    parser.add_argument("--frames", type=int, default=9)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--child", nargs=5, help=argparse.SUPPRESS)  # METHOD H W WEIGHTS OUT
+    args = parser.parse_args()
+    if args.child:
+        method, h, w, weights, out = args.child
+        return child(method, int(h), int(w), args.frames, weights, out)
+    if args.frames < 5:
+        parser.error("--frames must be >= 5")
+    with tempfile.TemporaryDirectory() as tmp:
+        weights = os.path.join(tmp, "weights.pkl")
+        code = f"import sys; sys.path.insert(0, {os.path.dirname(os.path.abspath(__file__))!r}); " \
+               f"import bench_infer; bench_infer.make_weights({weights!r})"
+        subprocess.run([sys.executable, "-c", code], check=True)  # torch in a process of its own
+        for size in args.sizes.split(","):
+            h, w = (int(v) for v in size.split("x"))
+            bench_size(h, w, args, weights, tmp)
+
+
+if __name__ == "__main__":
+    main()
