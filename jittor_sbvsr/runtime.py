@@ -15,6 +15,7 @@ import glob
 import os
 
 _CONFIGURED = False
+_DEVICE_CHOSEN = False
 
 
 def check_numpy(version):
@@ -48,12 +49,16 @@ def configure():
 
 
 def jittor():
-    """Import and return Jittor, configured, with CUDA switched on when it is available."""
+    """Import and return Jittor, configured; the first call switches CUDA on when it is available (later
+    calls leave the device alone, so ``use_cpu()`` sticks)."""
+    global _DEVICE_CHOSEN
     configure()
     import jittor as jt
 
-    if jt.has_cuda and os.environ.get("SBVSR_CPU", "0") != "1" and "use_cuda" not in os.environ:
-        jt.flags.use_cuda = 1
+    if not _DEVICE_CHOSEN:
+        _DEVICE_CHOSEN = True
+        if jt.has_cuda and os.environ.get("SBVSR_CPU", "0") != "1" and "use_cuda" not in os.environ:
+            jt.flags.use_cuda = 1
     return jt
 
 
