@@ -5,6 +5,7 @@ import numpy as np
 from PIL import Image
 
 from jittor_sbvsr.degrade import blur_downsample, fspecial_gaussian, quantize
+from jittor_sbvsr.trainer.experiment import model_state
 
 
 def textured_video(rng, n_frames, h, w):
@@ -37,3 +38,18 @@ def write_val_set(root, n_videos=1, n_frames=6, h=64, w=96, seed=1):
         write_frames(os.path.join(root, "LR_blurdown_x4", f"{v:03d}"),
                      [quantize(blur_downsample(f, fspecial_gaussian(1.2))) for f in hr])
     return root
+
+
+def seeded_init(net, seed=0):
+    """Initial weights from a numpy generator (uniform, bound 1/sqrt(fan-in)), PWC-Net zeroed (exactly zero
+    flow, so no warp-mask threshold sits on a rounding edge). Drawn outside Jittor because Jittor's own
+    initialisation depends on what its global random state went through in earlier tests, even after
+    jt.set_global_seed."""
+    rng = np.random.default_rng(seed)
+    state, bound = {}, 1.0
+    for key, value in model_state(net).items():
+        if value.ndim > 1:
+            bound = 1.0 / np.sqrt(np.prod(value.shape[1:]))
+        state[key] = (np.zeros_like(value) if key.startswith("flow_net.")
+                      else rng.uniform(-bound, bound, value.shape).astype(value.dtype))
+    return state

@@ -12,8 +12,7 @@ from conftest import ROOT, jt
 from jittor_sbvsr.checkpoint import load_checkpoint
 from jittor_sbvsr.models import PWC_Recons
 from jittor_sbvsr.train import run
-from jittor_sbvsr.trainer.experiment import model_state
-from synthetic_data import write_train_set
+from synthetic_data import seeded_init, write_train_set
 
 MPIRUN = shutil.which("mpirun")
 pytestmark = pytest.mark.skipif(MPIRUN is None or not jt.compile_extern.has_mpi,
@@ -22,10 +21,9 @@ pytestmark = pytest.mark.skipif(MPIRUN is None or not jt.compile_extern.has_mpi,
 
 def test_two_processes_equal_one_process_with_the_combined_batch(tmp_path):
     train = write_train_set(str(tmp_path / "train"), n_videos=1, n_frames=8, h=64, w=64)  # 4 windows: 2 steps
-    jt.set_global_seed(0)
     init = str(tmp_path / "init.pkl")
     with open(init, "wb") as f:
-        pickle.dump({"model": model_state(PWC_Recons(n_feat=16, extra_RBS=1, recons_RBS=1))}, f)
+        pickle.dump({"model": seeded_init(PWC_Recons(n_feat=16, extra_RBS=1, recons_RBS=1))}, f)
     common = ["--data-train", train, "--data-val", "none", "--pre-train", init, "--experiment-dir", str(tmp_path),
               "--epochs", "1", "--lr", "1e-3", "--n-feat", "16", "--extra-rbs", "1", "--recons-rbs", "1",
               "--patch-size", "16", "--test-every", "1", "--n-threads", "0", "--no-progress"]

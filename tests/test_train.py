@@ -17,10 +17,9 @@ from jittor_sbvsr.state_dict import load_state_dict_strict
 from jittor_sbvsr.train import main, run
 from jittor_sbvsr.trainer import GROUPS, Trainer, TrainingError, lr_at_epoch, make_optimizer, parse_args
 from jittor_sbvsr.trainer import loop
-from jittor_sbvsr.trainer.experiment import model_state
 from jittor_sbvsr.weights import load_weights
 from reference import torch_sbvsr as ref
-from synthetic_data import textured_video, write_train_set, write_val_set
+from synthetic_data import seeded_init, textured_video, write_train_set, write_val_set
 
 TINY = dict(n_feat=16, extra_RBS=1, recons_RBS=1)
 TINY_CLI = ["--n-feat", "16", "--extra-rbs", "1", "--recons-rbs", "1", "--patch-size", "16", "--batch-size", "2",
@@ -165,21 +164,6 @@ def test_out_of_memory_names_the_options_to_lower(tmp_path, monkeypatch):
 
 
 # ------------------------------------------------------------------------ short runs and resume
-
-def seeded_init(net, seed=0):
-    """Initial weights from a numpy generator (uniform, bound 1/sqrt(fan-in)), PWC-Net zeroed (exactly zero
-    flow, so no warp-mask threshold sits on a rounding edge). Drawn outside Jittor because Jittor's own
-    initialisation depends on what its global random state went through in earlier tests, even after
-    jt.set_global_seed."""
-    rng = np.random.default_rng(seed)
-    state, bound = {}, 1.0
-    for key, value in model_state(net).items():
-        if value.ndim > 1:
-            bound = 1.0 / np.sqrt(np.prod(value.shape[1:]))
-        state[key] = (np.zeros_like(value) if key.startswith("flow_net.")
-                      else rng.uniform(-bound, bound, value.shape).astype(value.dtype))
-    return state
-
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
