@@ -2,7 +2,6 @@
 and tools/convert_weights.py. Files are written by the real torch (test-only dependency) in both formats and
 must read back bit-exactly; hostile or broken files must fail with one line naming the file."""
 import hashlib
-import io
 import os
 import pickle
 import subprocess

@@ -19,7 +19,6 @@ process CPU time of a pass / windows (less sensitive to other load). Outputs are
 equal naive exactly; the difference to PyTorch is printed.
 """
 import argparse
-import json
 import os
 import pickle
 import resource
