@@ -20,15 +20,20 @@ SCALE = 4
 VIDEO = "astronaut"
 
 
+def pan_clip(photo, hr_size, origin, step, n):
+    """(HR frames, LR frames) of a camera pan over ``photo``: n crops of ``hr_size`` starting at ``origin``,
+    moving by ``step`` (rows, columns) per frame, each degraded like the upstream Gaussian test sets."""
+    h, w = hr_size
+    hr = [photo[origin[0] + i * step[0]:origin[0] + i * step[0] + h,
+                origin[1] + i * step[1]:origin[1] + i * step[1] + w].copy() for i in range(n)]
+    return hr, [degrade_gaussian(f, TEST_SIGMA, SCALE) for f in hr]
+
+
 def make_clip():
     """(HR frames, LR frames): lists of uint8 RGB arrays, 192x256 and 48x64."""
     from skimage import data
 
-    photo = data.astronaut()
-    h, w = HR_SIZE
-    hr = [photo[ORIGIN[0] + i * STEP[0]:ORIGIN[0] + i * STEP[0] + h,
-                ORIGIN[1] + i * STEP[1]:ORIGIN[1] + i * STEP[1] + w].copy() for i in range(N_FRAMES)]
-    return hr, [degrade_gaussian(f, TEST_SIGMA, SCALE) for f in hr]
+    return pan_clip(data.astronaut(), HR_SIZE, ORIGIN, STEP, N_FRAMES)
 
 
 def bicubic(lr, scale=SCALE):

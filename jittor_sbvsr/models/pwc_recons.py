@@ -6,6 +6,7 @@ Five LR frames -> x4 super-resolved centre frame (flow-aligned feature fusion + 
 import math
 
 from ..runtime import jittor
+from . import channels_last
 from .kernel_net import KernelNet
 from .pwc_net import Flow_PWC
 
@@ -14,7 +15,7 @@ nn = jt.nn
 
 
 def conv(cin, cout, kernel_size=3):
-    return nn.Conv2d(cin, cout, kernel_size, padding=kernel_size // 2)
+    return channels_last.Conv2d(cin, cout, kernel_size, padding=kernel_size // 2)
 
 
 class ResBlock(nn.Module):
@@ -59,14 +60,19 @@ class PWC_Recons(nn.Module):
         self.out_conv = nn.Sequential(conv(n_feat, n_feat), conv(n_feat, n_colors))
         upsample = []
         for _ in range(int(math.log2(scale))):
-            upsample += [conv(n_feat, 4 * n_feat), nn.PixelShuffle(2)]
+            upsample += [conv(n_feat, 4 * n_feat), channels_last.PixelShuffle(2)]
         self.upsample_layers = nn.Sequential(*upsample)
         self.flow_net = Flow_PWC()
         self.kernel_net = KernelNet(in_c=n_colors * n_sequence, ksize=ksize)
 
     def features(self, frames):
         """Per-frame features extra_feat(in_conv(frame)) of frames [N, 3, h, w] (batched)."""
-        return self.extra_feat(self.in_conv(frames))
+        return channels_last.apply(lambda x: self.extra_feat(self.in_conv(x)), frames)
+
+    def head(self, aligned):
+        """fusion_conv -> recons_net -> upsample_layers -> out_conv on the concatenated aligned features."""
+        return channels_last.apply(
+            lambda x: self.out_conv(self.upsample_layers(self.recons_net(self.fusion_conv(x)))), aligned)
 
     def reconstruct(self, frames, feats, pyramids):
         """SR of the centre frame from 5 frames, their features and their PWC pyramids (lists of 5).
@@ -83,8 +89,7 @@ class PWC_Recons(nn.Module):
         warped = self.flow_net.warp(neighbours, flows)[0]
         aligned = [warped[j * b:(j + 1) * b] for j in range(len(others))]
         aligned.insert(c, feats[c])
-        fused = self.fusion_conv(jt.concat(aligned, dim=1))
-        out = self.out_conv(self.upsample_layers(self.recons_net(fused)))
+        out = self.head(jt.concat(aligned, dim=1))
         base = nn.interpolate(frames[c], size=(h * self.scale, w * self.scale), mode="bilinear",
                               align_corners=False)
         return out + base

@@ -1,0 +1,77 @@
+"""Channels-last (NHWC) execution of convolution stacks for CPU inference.
+
+Jittor 1.3.11 hands an NCHW convolution to oneDNN, which computes it in NHWC: every call converts the input
+to NHWC and the output back (for a 128-channel 68x160 map, 0.7 ms + 3.3 ms around an 8 ms convolution).
+Written as a reindex over NHWC tensors, the same convolution reaches oneDNN already in its layout, so
+``apply`` runs a stack of this module's layers on NHWC tensors and converts only at its two ends. Measured
+(``tools/bench_model.py``, 2 CPU cores): the 20-ResBlock trunk at 68x160 takes 0.52 s NCHW and 0.35 s NHWC.
+
+Only CPU inference uses it (``wanted``): Jittor maps the backward of the NHWC form to slower loops (training
+steps ran 1.9x slower), and on CUDA the NCHW cuDNN path is the one Jittor is built around. Results agree
+with the NCHW computation to float32 rounding (about 1e-6 relative after 40 convolutions).
+"""
+from ..runtime import jittor
+
+jt = jittor()
+nn = jt.nn
+
+_active = False  # True while ``apply`` builds the graph of a channels-last stack
+
+
+def wanted():
+    """Whether stacks run channels-last now: on the CPU, without gradients."""
+    return not jt.flags.use_cuda and bool(jt.flags.no_grad)
+
+
+def apply(layers, x):
+    """``layers(x)`` for an NCHW tensor x, computed channels-last when ``wanted()``; returns NCHW.
+
+    ``layers`` may contain this module's ``Conv2d`` and ``PixelShuffle`` and layout-free operations
+    (activations, sums); it must not concatenate or slice channels.
+    """
+    global _active
+    if _active or not wanted():
+        return layers(x)
+    _active = True
+    try:
+        return layers(x.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+    finally:
+        _active = False
+
+
+def conv2d_nhwc(x, weight, bias, stride, padding, dilation):
+    """Convolution of x [N, H, W, C] with weight [O, C, kh, kw] (PyTorch layout) -> [N, oh, ow, O]."""
+    n, h, w, c = x.shape
+    o, _, kh, kw = weight.shape
+    oh = (h + 2 * padding[0] - dilation[0] * (kh - 1) - 1) // stride[0] + 1
+    ow = (w + 2 * padding[1] - dilation[1] * (kw - 1) - 1) // stride[1] + 1
+    with jt.flag_scope(amp_reg=jt.flags.amp_reg | 36):  # as nn.conv2d: keep float32 accumulation
+        patches = x.reindex([n, oh, ow, o, c, kh, kw], [
+            "i0",
+            f"i1*{stride[0]}-{padding[0]}+i5*{dilation[0]}",
+            f"i2*{stride[1]}-{padding[1]}+i6*{dilation[1]}",
+            "i4",
+        ])
+        y = (patches * weight.broadcast(patches.shape, [0, 1, 2])).sum([4, 5, 6])
+    return y if bias is None else y + bias.broadcast(y.shape, [0, 1, 2])
+
+
+class Conv2d(nn.Conv2d):
+    """``nn.Conv2d`` (same parameters and state-dict keys) that takes NHWC tensors inside ``apply``."""
+
+    def execute(self, x):
+        if not _active:
+            return super().execute(x)
+        assert self.groups == 1, "channels-last Conv2d supports groups=1 only"
+        return conv2d_nhwc(x, self.weight, self.bias, self.stride, self.padding, self.dilation)
+
+
+class PixelShuffle(nn.PixelShuffle):
+    """``nn.PixelShuffle`` that takes NHWC tensors inside ``apply``: out[h*r+i, w*r+j, c] = in[h, w, c*r*r+i*r+j]."""
+
+    def execute(self, x):
+        if not _active:
+            return super().execute(x)
+        n, h, w, c = x.shape
+        r = self.upscale_factor
+        return x.reshape(n, h, w, c // (r * r), r, r).transpose(0, 1, 4, 2, 5, 3).reshape(n, h * r, w * r, c // (r * r))
