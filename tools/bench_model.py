@@ -41,9 +41,10 @@ def main():
 
     def run_jittor():
         with jt.no_grad():
-            out = net_j({"x": x_j, "mode": "infer"})[0]["recons"]
+            out = net_j({"x": x_j, "mode": "infer"})[0]
+            jt.sync([out["recons"], out["est_kernel"]])  # both outputs, as PyTorch computes them eagerly
             jt.sync_all(True)
-            return out.numpy()
+            return out["recons"].numpy()
 
     times = {"jittor": [], "torch": []}
     diff = float(np.abs(run_jittor() - run_torch()).max())  # warm-up + parity check

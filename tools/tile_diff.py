@@ -88,7 +88,7 @@ def main():
         sys.exit(f"tile_diff: error: {e}")
     weights = args.model or "the seeded UNTRAINED network (seam differences depend on the weights)"
     h, w = lr[0].shape[:2]
-    print(f"clip: {source}, {len(lr)} frames, LR {w}x{h}; weights: {weights}")
+    print(f"clip: {source}, {len(lr)} frames, LR {h}x{w} (HxW); weights: {weights}")
     untiled = super_resolve(WindowEngine(net), lr)
     gt_centres = gt[2:len(lr) - 2] if gt else None
     if gt_centres:

@@ -4,11 +4,13 @@ Jittor 1.3.11 hands an NCHW convolution to oneDNN, which computes it in NHWC: ev
 to NHWC and the output back (for a 128-channel 68x160 map, 0.7 ms + 3.3 ms around an 8 ms convolution).
 Written as a reindex over NHWC tensors, the same convolution reaches oneDNN already in its layout, so
 ``apply`` runs a stack of this module's layers on NHWC tensors and converts only at its two ends. Measured
-(``tools/bench_model.py``, 2 CPU cores): the 20-ResBlock trunk at 68x160 takes 0.52 s NCHW and 0.35 s NHWC.
+on 2 CPU cores at 68x160: the 20-ResBlock trunk takes 0.52 s NCHW and 0.34 s NHWC, a window's whole
+reconstruction 1.39 s and 1.04 s.
 
-Only CPU inference uses it (``wanted``): Jittor maps the backward of the NHWC form to slower loops (training
-steps ran 1.9x slower), and on CUDA the NCHW cuDNN path is the one Jittor is built around. Results agree
-with the NCHW computation to float32 rounding (about 1e-6 relative after 40 convolutions).
+Only CPU inference uses it (``wanted``): Jittor does not map the backward of the NHWC form to oneDNN's
+backward primitives (forward + backward of 4 ResBlocks at 32x32 took 1.9x as long), and on CUDA the NCHW
+cuDNN path is the one Jittor is built around. Results agree with the NCHW layers to float32 rounding
+(about 1e-6 relative after 40 convolutions).
 """
 from ..runtime import jittor
 
