@@ -10,6 +10,9 @@ super-resolved, without border (``frames - 4`` windows), by
   and pyramid computed once, no KernelNet (no --save-kernel);
 * naive:  what upstream does per window: decode the window's 5 PNGs, run ``net({'x': window, 'mode':
   'infer'})`` and evaluate both outputs of that mode (``recons`` and ``est_kernel``), in Jittor;
+* upstream: the same, with the network evaluated in upstream's order (spec §1.3): features frame by frame,
+  and for each neighbour its own ``flow_net(centre, neighbour)`` call, which extracts both PWC pyramids again
+  (8 extractions per window where ``PWC_Recons.recons_forward`` does 5) and one warp; the same values;
 * torch:  the same per-window protocol with the PyTorch reference model (tests/reference), ``torch.no_grad()``.
 
 All three use the same seeded weights. Each method lives in its own process (so its peak RSS, ru_maxrss with
@@ -36,7 +39,7 @@ import time
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-METHODS = ("cached", "naive", "torch")
+METHODS = ("cached", "naive", "upstream", "torch")
 TAG = "@@bench "  # prefix of protocol lines on the child's stdout (Jittor may print there too)
 
 
@@ -89,7 +92,9 @@ def pass_function(method, paths, weights):
         net = ref.PWC_Recons().eval()
         with open(weights, "rb") as f:
             ref.load_numpy_state(net, pickle.load(f))
-        tensor = lambda img: torch.from_numpy(img.astype(np.float32).transpose(2, 0, 1) * np.float32(1 / 255))  # noqa: E731
+
+        def tensor(img):
+            return torch.from_numpy(img.astype(np.float32).transpose(2, 0, 1) * np.float32(1 / 255))
 
         def run_pass():
             with torch.no_grad():
@@ -113,8 +118,19 @@ def pass_function(method, paths, weights):
             jt.sync([out["recons"], out["est_kernel"]])  # both outputs of the mode, as upstream computes them
             return out["recons"].numpy()[0]
 
-    def run_naive():
-        return np.stack([naive_window(idx) for idx in windows])
+    def upstream_window(idx):
+        frames = [engine.to_tensor(decode(j)) for j in idx]
+        c = len(frames) // 2
+        with jt.no_grad():
+            kernel = net.kernel_net(jt.concat(frames, dim=1))
+            feats = [net.features(f) for f in frames]
+            aligned = [feats[i] if i == c else net.flow_net.warp(feats[i], net.flow_net(frames[c], frames[i]))[0]
+                       for i in range(len(frames))]
+            h, w = frames[c].shape[2:]
+            base = jt.nn.interpolate(frames[c], size=(4 * h, 4 * w), mode="bilinear", align_corners=False)
+            recons = net.head(jt.concat(aligned, dim=1)) + base
+            jt.sync([recons, kernel])
+            return recons.numpy()[0]
 
     def run_cached():
         eng = engine.WindowEngine(net)
@@ -129,7 +145,8 @@ def pass_function(method, paths, weights):
         jt.sync_all(True)
         return np.stack(outs)
 
-    return run_naive if method == "naive" else run_cached
+    per_window = {"naive": naive_window, "upstream": upstream_window}.get(method)
+    return (lambda: np.stack([per_window(idx) for idx in windows])) if per_window else run_cached
 
 
 def child(method, h, w, n, weights, out):
@@ -195,12 +212,14 @@ def report(h, w, args, times, peak, outputs):
     fps = {m: windows / statistics.median(wall for wall, _ in t) for m, t in times.items()}
     cpu = {m: statistics.median(c for _, c in t) / windows for m, t in times.items()}
     for m in times:
-        ratio = "".join(f", {fps[m] / fps[base]:.2f}x {base}" for base in ("naive", "torch") if base in fps and base != m)
+        ratio = "".join(f", {fps[m] / fps[base]:.2f}x {base}" for base in ("naive", "upstream", "torch")
+                        if base in fps and base != m)
         ratio = f" ({ratio[2:]})" if ratio else ""
-        print(f"  {m:7s} {fps[m]:6.3f} frames/s{ratio}, {cpu[m]:6.2f} CPU s/frame, peak RSS {peak[m]:5.0f} MiB; "
+        print(f"  {m:8s} {fps[m]:6.3f} frames/s{ratio}, {cpu[m]:6.2f} CPU s/frame, peak RSS {peak[m]:5.0f} MiB; "
               f"pass wall times {', '.join(f'{wall:.1f}' for wall, _ in times[m])} s")
-    if "cached" in outputs and "naive" in outputs:
-        print(f"  cached == naive exactly: {bool(np.array_equal(outputs['cached'], outputs['naive']))}")
+    for other in ("naive", "upstream"):
+        if "cached" in outputs and other in outputs:
+            print(f"  cached == {other} exactly: {bool(np.array_equal(outputs['cached'], outputs[other]))}")
     if "torch" in outputs and "naive" in outputs:
         print(f"  max |jittor - torch|: {np.abs(outputs['naive'] - outputs['torch']).max():.2e}")
 
