@@ -151,7 +151,8 @@ def pass_function(method, paths, weights):
 
 def child(method, h, w, n, weights, out):
     """Serve timed passes: warm up, then answer each 'pass' line on stdin with its wall-clock and CPU time;
-    on 'done' save the outputs and report the peak RSS."""
+    on 'done' save the outputs and report the peak RSS. If stdin closes first, the parent has stopped (its
+    own error says why) and there is nothing to save."""
     paths = save_clip(make_clip(h, w, n), os.path.splitext(out)[0] + "_clip")
     run_pass = pass_function(method, paths, weights)
     outs = run_pass()  # warm-up (Jittor compiles here)
@@ -161,17 +162,17 @@ def child(method, h, w, n, weights, out):
             start, cpu = time.perf_counter(), time.process_time()
             run_pass()
             print(f"{TAG}{time.perf_counter() - start} {time.process_time() - cpu}", flush=True)
-        else:
-            break
-    np.save(out, outs)
-    print(TAG + str(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024), flush=True)
+        elif line.strip() == "done":
+            np.save(out, outs)
+            print(TAG + str(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024), flush=True)
+            return
 
 
 class Child:
     """One benchmark process, driven line by line."""
 
     def __init__(self, method, h, w, n, weights, out):
-        self.out = out
+        self.method, self.out = method, out
         self.proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--frames", str(n), "--child",
                                       method, str(h), str(w), weights, out], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, text=True)
@@ -181,7 +182,7 @@ class Child:
         for line in self.proc.stdout:
             if TAG in line:
                 return line.split(TAG, 1)[1].strip()
-        raise RuntimeError(f"benchmark child exited with status {self.proc.wait()}")
+        raise RuntimeError(f"benchmark child '{self.method}' exited with status {self.proc.wait()} (its error is above)")
 
     def ask(self, command):
         self.proc.stdin.write(command + "\n")
