@@ -386,3 +386,34 @@ def test_cli_subprocess_usage_errors(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "jittor_sbvsr.infer", "--demo", "--preset", "Gaussian_Vid4"],
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and proc.stderr.splitlines()[-1].startswith("infer: error: give exactly one of")
+
+
+def load_tool(name):
+    """A script of tools/ imported as a module."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "tools", name + ".py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_tile_diff_measures_tiled_against_untiled(tiny):
+    tile_diff = load_tool("tile_diff")
+    _, lr = pan_clip(n=5)
+    untiled = tile_diff.super_resolve(engine.WindowEngine(tiny), lr)
+    assert len(untiled) == 1 and untiled[0].shape == (96, 128, 3)
+    assert tile_diff.compare(untiled, untiled) == (float("inf"), 0, 0.0)
+    tiled = tile_diff.super_resolve(engine.WindowEngine(tiny, tile=16, overlap=4), lr)
+    psnr, worst, share = tile_diff.compare(tiled, untiled)
+    assert 0 < share <= 1 and worst > 0 and 20 < psnr < float("inf")  # per-tile flow changes some pixels
+
+
+def test_tile_diff_short_clip_is_a_one_line_error(tmp_path):
+    _, lr = pan_clip(n=3)
+    write_frames(str(tmp_path / "lr"), lr)
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "tile_diff.py"), str(tmp_path / "lr")],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2
+    want = f"tile_diff: error: {tmp_path / 'lr'}: 3 frames; at least 5 are needed"
+    assert proc.stderr.strip().splitlines()[-1] == want

@@ -85,7 +85,8 @@ def main():
             raise InputError(args.model, "model file not found")
         net = build_model(args.model, print)
     except (InputError, CheckpointError) as e:
-        sys.exit(f"tile_diff: error: {e}")
+        print(f"tile_diff: error: {e}", file=sys.stderr)
+        sys.exit(2)
     weights = args.model or "the seeded UNTRAINED network (seam differences depend on the weights)"
     h, w = lr[0].shape[:2]
     print(f"clip: {source}, {len(lr)} frames, LR {h}x{w} (HxW); weights: {weights}")
