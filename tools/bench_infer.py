@@ -182,7 +182,8 @@ class Child:
         for line in self.proc.stdout:
             if TAG in line:
                 return line.split(TAG, 1)[1].strip()
-        raise RuntimeError(f"benchmark child '{self.method}' exited with status {self.proc.wait()} (its error is above)")
+        status = self.proc.wait()
+        raise RuntimeError(f"benchmark child '{self.method}' exited with status {status} (its error is above)")
 
     def ask(self, command):
         self.proc.stdin.write(command + "\n")
