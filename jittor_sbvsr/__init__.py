@@ -11,5 +11,5 @@ __version__ = "0.1.0"
 
 
 def report():
-    """One-line runtime report (Jittor version, device, oneDNN, correlation backend)."""
+    """One-line runtime report (Jittor version, device, oneDNN, correlation backend, inference conv layout)."""
     return runtime.report()

@@ -103,9 +103,11 @@ def _gpu_name():
 
 
 def report():
-    """One line: Jittor version, device, oneDNN state and correlation backend."""
+    """One line: Jittor version, device, oneDNN state, correlation backend and inference conv layout."""
     jt = jittor()
     import cuda_ops
+    from .models import channels_last
 
     return (f"jittor {jt.__version__} | device {device_name()} | "
-            f"oneDNN {'on' if onednn_enabled() else 'off'} | correlation {cuda_ops.correlation_backend()}")
+            f"oneDNN {'on' if onednn_enabled() else 'off'} | correlation {cuda_ops.correlation_backend()} | "
+            f"inference convs {channels_last.inference_layout()}")

@@ -24,6 +24,7 @@ def test_clean_environment_import_reports_onednn_on():
     report = proc.stdout.splitlines()[-2]
     assert report.startswith("jittor 1.3.11")
     assert "device cpu" in report and "oneDNN on" in report and "correlation " in report
+    assert report.endswith("| inference convs NHWC")
     assert proc.stdout.splitlines()[-1] == "log_silent=1"
 
 

@@ -20,9 +20,14 @@ nn = jt.nn
 _active = False  # True while ``apply`` builds the graph of a channels-last stack
 
 
+def inference_layout():
+    """'NHWC' where inference runs channels-last (the CPU), else 'NCHW' (CUDA); for the runtime report."""
+    return "NCHW" if jt.flags.use_cuda else "NHWC"
+
+
 def wanted():
     """Whether stacks run channels-last now: on the CPU, without gradients."""
-    return not jt.flags.use_cuda and bool(jt.flags.no_grad)
+    return inference_layout() == "NHWC" and bool(jt.flags.no_grad)
 
 
 def apply(layers, x):
