@@ -5,9 +5,7 @@ Usage: python tools/bench_model.py [--size 64x112] [--repeats 3]
 """
 import argparse
 import os
-import statistics
 import sys
-import time
 
 import numpy as np
 
@@ -18,6 +16,7 @@ import jittor_sbvsr  # noqa: E402
 from jittor_sbvsr.models import PWC_Recons  # noqa: E402
 from jittor_sbvsr.state_dict import load_state_dict_strict  # noqa: E402
 from reference import torch_sbvsr as ref  # noqa: E402
+from side_by_side import interleaved_medians  # noqa: E402  (tools/, this script's folder)
 
 jt = jittor_sbvsr.runtime.jittor()
 
@@ -46,14 +45,8 @@ def main():
             jt.sync_all(True)
             return out["recons"].numpy()
 
-    times = {"jittor": [], "torch": []}
     diff = float(np.abs(run_jittor() - run_torch()).max())  # warm-up + parity check
-    for _ in range(args.repeats):
-        for name, fn in (("jittor", run_jittor), ("torch", run_torch)):
-            start = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - start)
-    med = {k: statistics.median(v) for k, v in times.items()}
+    med = interleaved_medians({"jittor": run_jittor, "torch": run_torch}, [()] * args.repeats)
     print(jittor_sbvsr.report())
     print(f"full-config infer forward, LR {h}x{w}, {torch.get_num_threads()} torch threads, "
           f"median of {args.repeats}:")

@@ -6,9 +6,7 @@ Usage: python tools/bench_train.py [--batch 2] [--patch 64] [--repeats 2] [--sma
 """
 import argparse
 import os
-import statistics
 import sys
-import time
 
 import numpy as np
 
@@ -20,6 +18,7 @@ from jittor_sbvsr.models import PWC_Recons  # noqa: E402
 from jittor_sbvsr.state_dict import load_state_dict_strict  # noqa: E402
 from jittor_sbvsr.trainer import GROUPS, make_optimizer, train_step  # noqa: E402
 from reference import torch_sbvsr as ref  # noqa: E402
+from side_by_side import interleaved_medians  # noqa: E402  (tools/, this script's folder)
 
 jt = jittor_sbvsr.runtime.jittor()
 
@@ -55,14 +54,8 @@ def main():
         jt.sync_all(True)
         return loss
 
-    times = {"jittor": [], "torch": []}
     first = (step_jittor(batches[0]), step_torch(batches[0]))  # warm-up (Jittor compiles here)
-    for x in batches[1:]:
-        for name, fn in (("jittor", step_jittor), ("torch", step_torch)):
-            start = time.perf_counter()
-            fn(x)
-            times[name].append(time.perf_counter() - start)
-    med = {k: statistics.median(v) for k, v in times.items()}
+    med = interleaved_medians({"jittor": step_jittor, "torch": step_torch}, [(x,) for x in batches[1:]])
     print(jittor_sbvsr.report())
     print(f"{'small' if args.small else 'full'}-config training iteration, batch {args.batch}, LR patch "
           f"{args.patch}, {torch.get_num_threads()} torch threads, median of {args.repeats}:")
