@@ -79,7 +79,8 @@ class WindowEngine:
 
     Use: ``add(j, img)`` for each decoded frame (j >= 0, once), ``super_resolve(indices)`` per window,
     ``release_below(j)`` when no later window needs frames before j, ``kernel(indices)`` for the 13x13
-    blur kernel estimate (KernelNet on the full frames), ``reset()`` between videos.
+    blur kernel estimate (KernelNet on the full frames), ``reset()`` between videos; or ``restore_clip``
+    for all full windows of a clip.
     """
 
     def __init__(self, net, tile=None, overlap=16):
@@ -134,6 +135,21 @@ class WindowEngine:
                 out[:, k0 * s:k1 * s, l0 * s:l1 * s] = recons[:, (k0 - r0) * s:(k1 - r0) * s,
                                                                (l0 - c0) * s:(l1 - c0) * s]
         return out
+
+    def restore_clip(self, n, frame):
+        """SR of every full window of an n-frame clip (centres 2..n-3, no border) -> list of float32
+        [3, 4h, 4w]. ``frame(j)`` gives uint8 frame j and is asked once per frame; frames are released as
+        soon as no later window needs them."""
+        outs = []
+        for centre in range(2, n - 2):
+            indices = window_indices(centre, n, border=False)
+            for j in indices:
+                if not self.has(j):
+                    self.add(j, frame(j))
+            outs.append(self.super_resolve(indices))
+            self.release_below(centre - 1)
+        self.reset()
+        return outs
 
     def warm_up(self, img, kernel=False):
         """Run one window of 5 copies of ``img`` and discard it: Jittor compiles (or loads) its fused

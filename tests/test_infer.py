@@ -112,6 +112,17 @@ def test_engine_equals_naive_windows(tiny):
         assert all(eng.has(j) for j in idx if j >= c - 1) and not eng.has(c - 2)
 
 
+
+def test_restore_clip_asks_each_frame_once_and_equals_naive(tiny):
+    _, lr = pan_clip(7)
+    asked = []
+    eng = engine.WindowEngine(tiny)
+    got = eng.restore_clip(7, lambda j: asked.append(j) or lr[j])
+    assert asked == list(range(7)) and not any(eng.has(j) for j in range(7))
+    assert len(got) == 3
+    for out, c in zip(got, range(2, 5)):
+        assert np.array_equal(out, engine.naive_window(tiny, lr[c - 2:c + 3])), c
+
 def test_tiles_are_stitched_from_per_tile_windows(tiny):
     _, lr = pan_clip(5)
     eng = engine.WindowEngine(tiny, tile=16, overlap=4)

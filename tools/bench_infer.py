@@ -133,15 +133,7 @@ def pass_function(method, paths, weights):
             return recons.numpy()[0]
 
     def run_cached():
-        eng = engine.WindowEngine(net)
-        outs = []
-        for c, idx in zip(range(2, n - 2), windows):
-            for j in idx:
-                if not eng.has(j):
-                    eng.add(j, decode(j))
-            outs.append(eng.super_resolve(idx))
-            eng.release_below(c - 1)
-        eng.reset()
+        outs = engine.WindowEngine(net).restore_clip(n, decode)
         jt.sync_all(True)
         return np.stack(outs)
 

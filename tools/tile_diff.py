@@ -1,17 +1,18 @@
 #!/usr/bin/env python
 """How much ``infer --tile`` changes the output: tiled against untiled inference of one clip.
 
-    python tools/tile_diff.py [LR_FOLDER [--gt HR_FOLDER]] [--model M.pkl] [--tiles 48,64] [--overlaps 8,16,32]
+    python tools/tile_diff.py [LR_VIDEO [--gt HR_VIDEO]] [--model M.pkl] [--tiles 48,64] [--overlaps 8,16,32]
 
 Every window of the clip (no border, like upstream) is super-resolved untiled and with each tile size and
 overlap, through ``WindowEngine`` as ``infer`` runs it. Per setting the tool prints the PSNR of the tiled
 output against the untiled one (uint8 RGB, whole frame), the largest pixel difference and the share of
 differing values, and with ground truth the PSNR/SSIM against it (upstream metrics) and their change.
 
-Without LR_FOLDER the clip is a camera pan over scikit-image's 'coffee' photo (7 frames, HR 320x480, the
-upstream Gaussian degradation to LR 80x120) with its HR frames as ground truth. Without --model the network
-is the seeded untrained one, and the tool says so: seam differences depend on the weights, so quote
-figures measured with the released checkpoints.
+LR_VIDEO and HR_VIDEO are frame folders or video files, read as ``infer`` reads them. Without LR_VIDEO the
+clip is a camera pan over scikit-image's 'coffee' photo (7 frames, HR 320x480, the upstream Gaussian
+degradation to LR 80x120) with its HR frames as ground truth. Without --model the network is the seeded
+untrained one, and the tool says so: seam differences depend on the weights, so quote figures measured with
+the released checkpoints.
 """
 import argparse
 import os
@@ -26,24 +27,20 @@ from jittor_sbvsr.checkpoint import CheckpointError  # noqa: E402
 from jittor_sbvsr.demo import pan_clip  # noqa: E402
 from jittor_sbvsr.engine import WindowEngine, to_image  # noqa: E402
 from jittor_sbvsr.infer import build_model  # noqa: E402
-from jittor_sbvsr.video_io import InputError, list_frames, read_image  # noqa: E402
+from jittor_sbvsr.video_io import InputError, discover  # noqa: E402
 
 
-def load_folder(folder):
-    paths = list_frames(folder)
-    if not paths:
-        raise InputError(folder, "no frames (png/jpg/bmp) in this folder")
-    return [read_image(p)[0] for p in paths]
+def load_video(path, what):
+    """uint8 frames of one video (a frame folder or a video file), read as ``infer`` reads them."""
+    videos = discover(path, what)
+    if len(videos) != 1:
+        raise InputError(path, f"{len(videos)} videos; give one video (a frame folder or a video file)")
+    return [img for _, img, _, _ in videos[0].frames()]
 
 
 def super_resolve(engine, lr):
     """uint8 SR frames of the centres 2..n-3."""
-    n = len(lr)
-    for j, img in enumerate(lr):
-        engine.add(j, img)
-    out = [to_image(engine.super_resolve(list(range(c - 2, c + 3)))) for c in range(2, n - 2)]
-    engine.reset()
-    return out
+    return [to_image(sr) for sr in engine.restore_clip(len(lr), lr.__getitem__)]
 
 
 def compare(tiled, untiled):
@@ -61,16 +58,16 @@ def against_gt(sr, gt):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("lr", nargs="?", help="folder of LR frames (one video); default: the coffee pan")
-    parser.add_argument("--gt", help="folder of the HR frames, same names")
+    parser.add_argument("lr", nargs="?", help="LR frame folder or video file (one video); default: the coffee pan")
+    parser.add_argument("--gt", help="the HR frames of that video (frame folder or video file)")
     parser.add_argument("--model", help="weights (.pkl, .pt or trainer checkpoint); default: seeded untrained")
     parser.add_argument("--tiles", default="48,64", help="comma-separated tile sizes (LR pixels)")
     parser.add_argument("--overlaps", default="8,16,32", help="comma-separated overlaps (LR pixels)")
     args = parser.parse_args()
     try:
         if args.lr:
-            lr = load_folder(args.lr)
-            gt = load_folder(args.gt) if args.gt else None
+            lr = load_video(args.lr, "input")
+            gt = load_video(args.gt, "GT") if args.gt else None
             source = args.lr
         else:
             from skimage import data
