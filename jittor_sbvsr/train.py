@@ -11,8 +11,8 @@ import numpy as np
 
 from . import runtime
 from .checkpoint import CheckpointError
+from .config import ModelConfig
 from .data import BlurDownTrainSet, HRLRValSet
-from .models import PWC_Recons
 from .state_dict import load_state_dict_strict
 from .trainer import Experiment, ExperimentError, Trainer, TrainingError, make_optimizer, parse_args
 from .trainer.options import build_parser
@@ -40,12 +40,20 @@ def init_weights(model, args):
         return f"initialised the whole model from {args.pre_train} ({info['keys']} tensors)"
     if args.random_flow_init:
         return "PWC-Net starts from random weights (--random-flow-init)"
+    if args.zero_flow_init:
+        model.flow_net.moduleNetwork.start_from_zero_flow()
+        return "PWC-Net starts from random weights with zero flow output (--zero-flow-init)"
     if not os.path.isfile(args.pwc_weights):
         raise TrainingError(f"{args.pwc_weights}: PWC-Net weights not found; put network-default.pytorch "
                             "there, pass --pwc-weights PATH, or start the flow net from random weights "
-                            "with --random-flow-init")
+                            "with --random-flow-init or --zero-flow-init")
     info = load_weights(model, args.pwc_weights, kind="pwc")
     return f"PWC-Net initialised from {args.pwc_weights} ({info['keys']} tensors)"
+
+
+def model_config(args):
+    """The network configuration of these options (stored in every checkpoint of the run)."""
+    return ModelConfig(n_feat=args.n_feat, extra_rbs=args.extra_rbs, recons_rbs=args.recons_rbs)
 
 
 def build_data(args):
@@ -65,7 +73,8 @@ def run(argv=None):
     jt.set_global_seed(args.seed, different_seed_for_mpi=False)
     writer = jt.rank == 0
     train_set, val_set = build_data(args)
-    model = PWC_Recons(n_feat=args.n_feat, extra_RBS=args.extra_rbs, recons_RBS=args.recons_rbs)
+    config = model_config(args)
+    model = config.build()
     optimizer = make_optimizer(model, args.lr, args.flow_lr)
     if resumed:
         exp, state = resumed
@@ -86,12 +95,13 @@ def run(argv=None):
         history, start = [], 1
     exp.log(runtime.report() + (f" | {jt.world_size} MPI processes" if jt.in_mpi else ""))
     n_params = sum(int(np.prod(p.shape)) for p in model.parameters())
-    exp.log(f"model: {n_params:,} parameters | training windows: {len(train_set.windows)} x repeat "
+    exp.log(f"model: {config.describe()}, {n_params:,} parameters | training windows: {len(train_set.windows)} "
+            f"x repeat "
             f"{train_set.repeat} | batch {args.batch_size} x accumulate {args.accumulate}"
             + (f" x {jt.world_size} processes" if jt.in_mpi else "")
             + f" | validation windows: {len(val_set.windows) if val_set else 'none'}")
     rng_state = {"python": random.getstate(), "numpy": np.random.get_state()}
-    Trainer(args, model, optimizer, train_set, val_set, exp, history, rng_state).run(start)
+    Trainer(args, model, optimizer, train_set, val_set, exp, history, rng_state, model_config=config).run(start)
     exp.log(f"done: {exp.path}")
     return exp.path
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 
 from .checkpoint import CheckpointError, read_state_dict
 
-__all__ = ["load_weights", "read_weights", "reference_shapes", "detect_kind", "check_state", "KeyReport",
+__all__ = ["load_weights", "load_model", "read_weights", "reference_shapes", "detect_kind", "check_state", "KeyReport",
            "pwc_net_to_module_naming", "pwc_module_to_net_naming", "normalize_pwc_keys", "PWC_PREFIX",
            "KEYS_TSV", "KINDS"]
 
@@ -179,9 +179,27 @@ def load_weights(model, path, kind="auto"):
     the file) when the file cannot be read or its keys/shapes do not match the model; the strict loader's
     StateDictMismatch is kept as ``__cause__``.
     """
+    state, kind, info = read_weights(path, kind)
+    return _load_state(model, state, kind, info, path)
+
+
+def load_model(path):
+    """(network, load info, ModelConfig) for a full-model weights file: the network is built in the
+    configuration the file records (the released one when it records none), then loaded strictly."""
+    from .config import ModelConfig
+
+    state, kind, info = read_weights(path, "full")
+    try:
+        config = ModelConfig.from_meta(info.meta)
+    except ValueError as e:
+        raise CheckpointError(path, str(e)) from None
+    model = config.build()
+    return model, _load_state(model, state, kind, info, path), config
+
+
+def _load_state(model, state, kind, info, path):
     from .state_dict import StateDictMismatch, load_state_dict_strict
 
-    state, kind, info = read_weights(path, kind)
     target = model.flow_net.moduleNetwork if kind == "pwc" else model
     try:
         load_state_dict_strict(target, state)
@@ -190,4 +208,4 @@ def load_weights(model, path, kind="auto"):
         raise CheckpointError(path, f"{kind} weights do not match {what}: {e}") from e
     return {"kind": kind, "format": info.format, "keys": len(state),
             "params": int(sum(v.size for v in state.values())),
-            "target": "flow_net.moduleNetwork" if kind == "pwc" else "model"}
+            "target": "flow_net.moduleNetwork" if kind == "pwc" else "model", "meta": info.meta}

@@ -24,10 +24,11 @@ import numpy as np
 from tqdm import tqdm
 
 from ..checkpoint import load_checkpoint
+from ..config import META_KEY
 
 CHECKPOINT_FORMAT = "jittor-sbvsr-train-1"
 METRIC_COLUMNS = ("epoch", "lr", "loss", "L1", "cycle", "boundaries", "sparse", "center", "cycle_psnr",
-                  "down_psnr", "psnr", "best", "seconds")
+                  "down_psnr", "psnr", "bicubic_psnr", "best", "seconds")
 
 
 class ExperimentError(Exception):
@@ -109,12 +110,15 @@ class Experiment:
             atomic_write(os.path.join(self.model_dir, f"{name}.pkl"),
                          pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL))
 
-    def save_epoch(self, model, optimizer_state, epoch, history, rng_state, is_best, keep_epoch_model):
-        """All checkpoints of a finished epoch: model_latest (full training state), model_best, model_<epoch>."""
+    def save_epoch(self, model, optimizer_state, epoch, history, rng_state, is_best, keep_epoch_model,
+                   model_config):
+        """All checkpoints of a finished epoch: model_latest (full training state), model_best, model_<epoch>;
+        each records ``model_config`` so that ``infer`` rebuilds the network as it was trained."""
         if not self.writer:
             return
         weights = model_state(model)
-        meta = {"epoch": epoch, "psnr": history[-1].get("psnr"), "saved": time.strftime("%Y-%m-%d %H:%M:%S")}
+        meta = {"epoch": epoch, "psnr": history[-1].get("psnr"), "saved": time.strftime("%Y-%m-%d %H:%M:%S"),
+                META_KEY: model_config.to_dict()}
         self.save_checkpoint("model_latest", {"format": CHECKPOINT_FORMAT, "model": weights, "epoch": epoch,
                                               "optimizer": optimizer_state, "history": history,
                                               "rng": rng_state, "meta": meta})
@@ -150,7 +154,7 @@ class Experiment:
 
         epochs = [row["epoch"] for row in history]
         curves = {"loss.png": ("training loss", ("loss", "L1", "cycle", "boundaries", "sparse", "center")),
-                  "psnr.png": ("validation PSNR (dB)", ("psnr", "down_psnr", "cycle_psnr"))}
+                  "psnr.png": ("validation PSNR (dB)", ("psnr", "bicubic_psnr", "down_psnr", "cycle_psnr"))}
         for filename, (title, keys) in curves.items():
             fig, ax = plt.subplots(figsize=(7, 4))
             for key in keys:

@@ -3,6 +3,7 @@ import time
 
 import numpy as np
 
+from ..config import ModelConfig
 from ..losses import LOSS_WEIGHTS, train_loss
 from ..runtime import jittor
 
@@ -57,10 +58,21 @@ def calc_psnr(a, b, shave=4):
     return 100.0 if mse == 0 else float(20 * np.log10(1.0 / np.sqrt(mse)))
 
 
+def bicubic_psnr(lr_centre, gt):
+    """PSNR of PIL bicubic upsampling of the LR centre frame [3, h, w] against the GT [3, H, W]: the baseline
+    logged beside the validation PSNR."""
+    from ..demo import bicubic
+
+    lr8 = np.round(np.clip(lr_centre.transpose(1, 2, 0) * 255.0, 0, 255)).astype(np.uint8)
+    up = bicubic(lr8, gt.shape[-1] // lr8.shape[1]).transpose(2, 0, 1) / 255.0
+    h, w = min(up.shape[-2], gt.shape[-2]), min(up.shape[-1], gt.shape[-1])
+    return calc_psnr(gt[..., :h, :w], up[..., :h, :w])
+
+
 def validate(model, val_set):
     """Mean Cycle-PSNR (LR vs blur-down of the SR), Down-PSNR (LR vs SR of the blur-downed LR) and PSNR
-    (GT vs SR) over the validation windows, on the raw float outputs (spec §4.7)."""
-    sums = {"cycle_psnr": 0.0, "down_psnr": 0.0, "psnr": 0.0}
+    (GT vs SR) over the validation windows, on the raw float outputs (spec §4.7), and the bicubic PSNR."""
+    sums = {"cycle_psnr": 0.0, "down_psnr": 0.0, "psnr": 0.0, "bicubic_psnr": 0.0}
     n = 0
     model.eval()
     with jt.no_grad():
@@ -72,6 +84,7 @@ def validate(model, val_set):
             sums["cycle_psnr"] += calc_psnr(centre, cycle)
             sums["down_psnr"] += calc_psnr(centre, down)
             sums["psnr"] += calc_psnr(gt[..., :h, :w], recons[..., :h, :w])
+            sums["bicubic_psnr"] += bicubic_psnr(lr.numpy()[0, val_set.n_sequence // 2], gt[0])
             n += 1
     model.train()
     return {k: v / max(n, 1) for k, v in sums.items()}
@@ -85,8 +98,10 @@ def is_out_of_memory(err):
 class Trainer:
     """Runs epochs ``start_epoch..args.epochs`` and records them in ``experiment``."""
 
-    def __init__(self, args, model, optimizer, train_set, val_set, experiment, history=None, rng_state=None):
+    def __init__(self, args, model, optimizer, train_set, val_set, experiment, history=None, rng_state=None,
+                 model_config=None):
         self.args, self.model, self.optimizer = args, model, optimizer
+        self.model_config = model_config or ModelConfig()
         self.train_set, self.val_set, self.exp = train_set, val_set, experiment
         self.history = list(history or [])
         self.rng_state = rng_state or {}
@@ -119,10 +134,12 @@ class Trainer:
         row["seconds"] = round(time.time() - started, 3)
         if validating:
             self.exp.log(f"[validation]\taverage Cycle-PSNR: {row['cycle_psnr']:.3f} Down-PSNR: "
-                         f"{row['down_psnr']:.3f} PSNR: {row['psnr']:.3f} (Best: {best_psnr:.3f} @epoch {best_epoch})")
+                         f"{row['down_psnr']:.3f} PSNR: {row['psnr']:.3f} (Best: {best_psnr:.3f} @epoch {best_epoch}) | "
+                          f"bicubic PSNR: {row['bicubic_psnr']:.3f}")
         if self.exp.writer:
             self.exp.save_epoch(self.model, self.optimizer.state(), epoch, self.history, self.rng_state,
-                                is_best=row["best"], keep_epoch_model=args.save_middle_models)
+                                is_best=row["best"], keep_epoch_model=args.save_middle_models,
+                                model_config=self.model_config)
             self.exp.write_metrics(self.history)
 
     def train_epoch(self, epoch):
