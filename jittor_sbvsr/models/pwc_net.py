@@ -148,6 +148,20 @@ class Network(nn.Module):
     def execute(self, first, second):
         return self.decode(self.extract(first), self.extract(second))
 
+    def start_from_zero_flow(self):
+        """Make every flow estimate exactly 0 (identity warps) while keeping every weight trainable.
+
+        Zeroes the layer that predicts each level's flow, the refiner's last layer and the biases of the flow
+        upsampling; the upsampling weights stay random so that gradients still reach the coarser levels. For
+        training without pretrained PWC-Net weights: a random flow net warps neighbours by meaningless flows,
+        while zero flow is right for a still camera and close for small motion.
+        """
+        layers = [getattr(self, name).moduleSix[0] for name, _ in self.LEVELS] + [self.moduleRefiner.moduleMain[-1]]
+        params = [p for layer in layers for p in (layer.weight, layer.bias)]
+        params += [getattr(self, name).moduleUpflow.bias for name, level in self.LEVELS if level < 6]
+        for p in params:
+            p.assign(jt.zeros_like(p))
+
 
 class Flow_PWC(nn.Module):
     """Flow in original-resolution pixels (channel 0 = x) and backward warping of features."""

@@ -17,6 +17,15 @@ TEMPLATES = {
         "save": "Self_Blind_VSR_Realistic", "kernel": "realistic",
         "data_train": "dataset/REDS/train", "data_val": "dataset/REDS4_BlurDown_Realistic",
     },
+    # the recipe of the shipped demo weights: 2 CPU cores, clips from tools/make_training_clips.py, no
+    # pretrained PWC-Net (docs/training.md has the measurements behind each choice)
+    "Demo_CPU": {
+        "save": "Demo_CPU", "kernel": "gaussian",
+        "data_train": "dataset/demo_clips/train", "data_val": "dataset/demo_clips/val",
+        "patch_size": 32, "batch_size": 4, "n_threads": 1, "test_every": 100, "n_frames_per_video": 50,
+        "lr": 2e-4, "flow_lr": 2e-5, "lr_decay": 30, "epochs": 40, "zero_flow_init": True,
+        "n_feat": 64, "recons_rbs": 10,
+    },
 }
 
 
@@ -44,8 +53,11 @@ def build_parser():
     g.add_argument("--recons-rbs", type=int, default=20, help="ResBlocks of the reconstruction trunk")
     g.add_argument("--pwc-weights", default="pretrain_models/network-default.pytorch",
                    help="PWC-Net initialisation of a fresh run (PyTorch file or converted .pkl)")
-    g.add_argument("--random-flow-init", action="store_true",
-                   help="start PWC-Net from random weights instead of --pwc-weights")
+    flow = g.add_mutually_exclusive_group()
+    flow.add_argument("--random-flow-init", action="store_true",
+                      help="start PWC-Net from random weights instead of --pwc-weights")
+    flow.add_argument("--zero-flow-init", action="store_true",
+                      help="start PWC-Net from random weights whose flow output is exactly 0 (identity warps)")
     g.add_argument("--pre-train", default=None, help="initialise the whole model from these weights")
     g = p.add_argument_group("optimisation")
     g.add_argument("--batch-size", type=int, default=8, help="samples per forward pass (per process)")
