@@ -59,16 +59,17 @@ class Demo:
         args.input = os.path.join(run_dir, "clip", "lr")
         args.gt = os.path.join(run_dir, "clip", "hr")
 
-    def first_line(self, log, missing):
-        """``missing``: the weight files looked for in vain (the network is untrained), or None."""
+    def first_line(self, log, weights, missing):
+        """``weights``: which weights run; ``missing``: the weight files looked for in vain (the network is
+        untrained), or None."""
         self.missing = missing
-        what = ("UNTRAINED network (seed 0): no weights at " + " or ".join(missing) +
-                ", so the numbers below are not Self-Blind-VSR's") if missing else "trained weights"
+        what = (f"{weights}: no weights at " + " or ".join(missing) + ", so the numbers below are not "
+                "Self-Blind-VSR's") if missing else weights
         log(f"demo: {N_FRAMES}-frame pan over skimage's astronaut photo, LR {self.lr[0].shape[1]}x"
             f"{self.lr[0].shape[0]} (Gaussian blur sigma {TEST_SIGMA}, x{SCALE} decimation), with {what}")
 
     def report(self, log, results):
-        """Log SR vs bicubic PSNR/SSIM on the frames the run restored, then the closing line."""
+        """Log SR vs bicubic PSNR/SSIM on the frames the run restored, then the closing line with the gain."""
         space = "y" if self.args.y_channel else "rgb"
         index = {s: i for i, s in enumerate(self.stems)}
         frames = [index[r.frame] for r in results]
@@ -78,8 +79,9 @@ class Demo:
         log(f"demo: frames {frames[0]}-{frames[-1]} of 0-{N_FRAMES - 1}, {space.upper()} metrics: "
             f"Self-Blind-VSR PSNR={mean(sr, 0):.2f} dB SSIM={mean(sr, 1):.4f} | "
             f"bicubic PSNR={mean(bic, 0):.2f} dB SSIM={mean(bic, 1):.4f}")
+        gain = f"{mean(sr, 0) - mean(bic, 0):+.2f} dB PSNR over bicubic"
         if self.missing:
-            log("demo: done with an UNTRAINED network: for real results put self_blind_vsr_gaussian.pt "
+            log(f"demo: done with an UNTRAINED network ({gain}): for real results put self_blind_vsr_gaussian.pt "
                 f"(upstream README) in {os.path.dirname(self.missing[0]) or '.'}/ and run again")
         else:
-            log("demo: done")
+            log(f"demo: done, {gain}")

@@ -23,6 +23,9 @@ from .video_io import InputError, VideoWriter, check_writable, discover, pair_gt
 PROG = "infer"
 MODEL_DIR = "pretrain_models"
 DEFAULT_CHECKPOINT = "self_blind_vsr_gaussian"
+# weights trained by this project's Demo_CPU recipe, shipped in the repository (pretrain_models/README.md)
+DEMO_WEIGHTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), MODEL_DIR,
+                            "sbvsr_demo_x4.pkl")
 PRESETS = {  # name -> (dataset folder under --data-root, checkpoint name); spec §3
     "Gaussian_REDS4": ("REDS4_BlurDown_Gaussian", "self_blind_vsr_gaussian"),
     "Gaussian_Vid4": ("Vid4_BlurDown_Gaussian", "self_blind_vsr_gaussian"),
@@ -111,37 +114,51 @@ def default_model_paths(checkpoint=DEFAULT_CHECKPOINT):
 
 
 def resolve_model(args, allow_untrained=False):
-    """The weights file to load: ``--model``, else the default .pkl/.pt; None (seeded untrained network) when
-    there is no default file and ``allow_untrained``."""
+    """The weights file to load: ``--model``; else upstream's default .pkl/.pt; else (not for presets, which
+    reproduce upstream's numbers) the shipped demo weights; else None (seeded untrained network) when
+    ``allow_untrained``."""
     if args.model:
         candidates = [args.model]
+    elif args.preset:
+        candidates = default_model_paths(PRESETS[args.preset][1])
     else:
-        candidates = default_model_paths(PRESETS[args.preset][1] if args.preset else DEFAULT_CHECKPOINT)
+        candidates = default_model_paths() + [DEMO_WEIGHTS]
     found = next((p for p in candidates if os.path.isfile(p)), None)
     if found or (allow_untrained and not args.model):
         return found
+    if args.model and os.path.isdir(args.model):
+        raise InputError(args.model, "is a folder; --model takes a weights file")
     stem = os.path.splitext(candidates[0])[0]
-    nor = f" (nor {candidates[1]})" if len(candidates) > 1 else ""
+    nor = f" (nor {', '.join(candidates[1:])})" if len(candidates) > 1 else ""
     raise InputError(candidates[0], f"model file not found{nor}. Put the upstream checkpoint at {stem}.pt (it loads "
                                     f"directly) or convert it once: python tools/convert_weights.py {stem}.pt "
                                     f"{stem}.pkl")
 
 
+def describe_weights(path):
+    """Which weights a run uses, for its first line."""
+    if path is None:
+        return "an UNTRAINED network (seed 0)"
+    if os.path.isfile(DEMO_WEIGHTS) and os.path.samefile(path, DEMO_WEIGHTS):
+        return f"this project's demo weights {path} (Demo_CPU recipe, not upstream's; see pretrain_models/README.md)"
+    return f"weights {path}"
+
+
 def build_model(path, log):
-    """PWC_Recons (released configuration) with the weights of ``path``, or seeded untrained when None."""
+    """PWC_Recons with the weights of ``path``, built in the configuration the file records (the released one
+    for upstream files), or the released configuration untrained (seed 0) when ``path`` is None."""
     from . import runtime
-    from .models import PWC_Recons
-    from .weights import load_weights
+    from .config import ModelConfig
+    from .weights import load_model
 
     jt = runtime.jittor()
     if path is None:
         jt.set_global_seed(0)
-        return PWC_Recons()
+        return ModelConfig().build()
     start = time.perf_counter()
-    net = PWC_Recons()
-    info = load_weights(net, path)
-    log(f"Loaded {info['keys']} tensors ({info['params']:,} parameters, {info['format']}) from {path} "
-        f"in {time.perf_counter() - start:.1f}s")
+    net, info, config = load_model(path)
+    log(f"Loaded {info['keys']} tensors ({info['params']:,} parameters, {info['format']}, {config.describe()}) "
+        f"from {path} in {time.perf_counter() - start:.1f}s")
     return net
 
 
@@ -463,7 +480,8 @@ def main(argv=None, model=None):
     try:
         untrained = model is None and model_path is None
         if demo:
-            demo.first_line(log, default_model_paths() if untrained else None)
+            demo.first_line(log, "the given network" if model is not None else describe_weights(model_path),
+                            default_model_paths() + [DEMO_WEIGHTS] if untrained else None)
         return _run(args, model, model_path, untrained, videos, gt_pairs, run_dir, log, demo)
     except (InputError, CheckpointError, OSError) as e:
         message = f"{e.filename}: {e.strerror}" if isinstance(e, OSError) and e.filename else str(e)
@@ -487,7 +505,8 @@ def _run(args, model, model_path, untrained, videos, gt_pairs, run_dir, log, dem
               "untrained": untrained, "border": args.border,
               "metrics": {"space": "y" if args.y_channel else "rgb", "crop_border": metrics.CROP_BORDER},
               "tile": args.tile, "device": runtime.report()}
-    log(f"Inference - {args.run_name}")
+    log(f"Inference - {args.run_name} with " + ("the given network" if model is not None else
+                                               describe_weights(model_path)))
     for key in ("input", "gt", "model", "device"):
         log(f"{key}: {header[key]}")
     log(f"output: {run_dir}")

@@ -379,6 +379,7 @@ def test_write_png_is_atomic(tmp_path, monkeypatch):
 
 def test_demo_untrained(tmp_path, tiny, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)  # no pretrain_models/ here
+    monkeypatch.setattr(infer, "DEMO_WEIGHTS", str(tmp_path / "no_demo_weights.pkl"))
     monkeypatch.setattr(infer, "build_model", lambda path, log: tiny)
     code, stdout, _ = run_cli(["--demo", "--output", tmp_path, "--quiet"], None, capsys)
     lines = stdout.strip().splitlines()
