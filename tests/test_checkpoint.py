@@ -71,8 +71,9 @@ def files(tmp_path_factory, full_state, pwc_state):
 
 
 def run_convert(*args):
+    """tools/convert_weights.py on this checkout's package (not an installed copy)."""
     return subprocess.run([sys.executable, CONVERT, *map(str, args)], capture_output=True, text=True,
-                          cwd=ROOT, timeout=120)
+                          cwd=ROOT, timeout=120, env=dict(os.environ, PYTHONPATH=ROOT))
 
 
 def assert_one_line_error(proc, path):

@@ -40,7 +40,7 @@ def weights(tmp_path_factory):
     torch.save(state, files["pt"], _use_new_zipfile_serialization=False)
     files["pkl"] = str(d / "self_blind_vsr_random.pkl")
     proc = subprocess.run([sys.executable, CONVERT, files["pt"], files["pkl"]], capture_output=True, text=True,
-                          timeout=300)
+                          timeout=300, env=dict(os.environ, PYTHONPATH=ROOT))
     assert proc.returncode == 0, proc.stderr
     files["trainer"] = str(d / "model_latest.pkl")
     with open(files["trainer"], "wb") as f:
