@@ -19,11 +19,12 @@ whole storage contiguously is returned as a zero-copy view of that buffer.
 
 Every pickle goes through ``restricted_pickle.RestrictedUnpickler``: only the handful of globals a checkpoint
 needs resolve, to stand-ins, so nothing in the file is ever executed; nesting, sizes and allocations are
-bounded by the file's size (see that module).
+bounded by the file's size (see that module). ``read_state_dict`` also refuses non-finite (NaN, infinite)
+weights unless ``allow_nonfinite=True``.
 
 Public API::
 
-    read_state_dict(path) -> (OrderedDict[str, np.ndarray], CheckpointInfo)
+    read_state_dict(path, allow_nonfinite=False) -> (OrderedDict[str, np.ndarray], CheckpointInfo)
     load_checkpoint(path) -> (object, format)      # whole object, tensors as numpy arrays
     detect_format(path)   -> "torch-zip" | "torch-legacy" | "pickle"
     CheckpointError                                 # every failure; message starts with the file name
@@ -681,15 +682,31 @@ def find_state_dict(obj):
     raise Fail(f"no state dict found: the file holds a {type(obj).__name__}, not a dict of tensors")
 
 
-def read_state_dict(path):
+def _check_finite(state, wrapper):
+    """Fail naming the first floating-point tensor with NaN or infinite values."""
+    for key, value in state.items():
+        if value.dtype.kind != "f":
+            continue
+        finite = np.isfinite(value)
+        if not finite.all():
+            name = f"{wrapper}/{key}" if wrapper else key
+            raise Fail(f"key {name!r} holds {finite.size - np.count_nonzero(finite):,} non-finite values (NaN or "
+                       f"infinity), which would make every output black; allow_nonfinite=True "
+                       f"(--allow-nonfinite) loads them anyway")
+
+
+def read_state_dict(path, allow_nonfinite=False):
     """Read ``path`` (any supported format) and return ``(OrderedDict[name, np.ndarray], CheckpointInfo)``.
 
     Unwraps ``{"state_dict"|"model"|"net": {...}}`` and strips a ``module.`` prefix carried by every key.
+    Floating-point tensors holding NaN or infinity are refused unless ``allow_nonfinite``.
     """
     obj, fmt = load_checkpoint(path)
     path = os.fspath(path)
     try:
         state, wrapper = find_state_dict(obj)
+        if not allow_nonfinite:
+            _check_finite(state, wrapper)
     except Fail as e:
         raise CheckpointError(path, str(e)) from None
     meta = obj.get("meta") if wrapper and isinstance(obj.get("meta"), dict) else {}

@@ -58,6 +58,8 @@ def build_parser():
     p.add_argument("--gt", help="HR ground truth in the same layout as the input; turns on PSNR/SSIM")
     p.add_argument("--model", help="weights: a .pkl from tools/convert_weights.py, an upstream PyTorch .pt, or a "
                                    f"trainer checkpoint (default: {MODEL_DIR}/{DEFAULT_CHECKPOINT}.pkl, else .pt)")
+    p.add_argument("--allow-nonfinite", action="store_true",
+                   help="load weights holding NaN or infinity (refused by default: they give black frames)")
     p.add_argument("--preset", choices=sorted(PRESETS), help="upstream quick-test set: input, GT, checkpoint and "
                                                              "run name from the upstream layout under --data-root")
     p.add_argument("--data-root", default="dataset", help="folder holding the upstream test sets (default: dataset)")
@@ -127,7 +129,7 @@ def resolve_model(args, allow_untrained=False):
                                     f"{stem}.pkl")
 
 
-def build_model(path, log):
+def build_model(path, log, allow_nonfinite=False):
     """PWC_Recons (released configuration) with the weights of ``path``, or seeded untrained when None."""
     from . import runtime
     from .models import PWC_Recons
@@ -139,7 +141,7 @@ def build_model(path, log):
         return PWC_Recons()
     start = time.perf_counter()
     net = PWC_Recons()
-    info = load_weights(net, path)
+    info = load_weights(net, path, allow_nonfinite=allow_nonfinite)
     log(f"Loaded {info['keys']} tensors ({info['params']:,} parameters, {info['format']}) from {path} "
         f"in {time.perf_counter() - start:.1f}s")
     return net
@@ -499,7 +501,7 @@ def _run(args, model, model_path, untrained, videos, gt_pairs, run_dir, log, dem
             f"{metrics.CROP_BORDER}-pixel border crop; totals pooled over all frames (upstream)")
     if args.tile:
         log(f"tiles: {args.tile}x{args.tile} LR pixels, overlap {args.tile_overlap}")
-    net = model if model is not None else build_model(model_path, log)
+    net = model if model is not None else build_model(model_path, log, args.allow_nonfinite)
     runner = Runner(args, net, log, run_dir)
     complete = False
     try:

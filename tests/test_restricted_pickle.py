@@ -327,6 +327,24 @@ def test_complex_tensor_is_refused_naming_the_key(tmp_path, fmt):
     assert "key 'z': dtype complex64 is not supported" in assert_refused(path, "not supported")
 
 
+@pytest.mark.parametrize("fmt", ["zip", "legacy", "pickle"])
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_nonfinite_weights_are_refused_unless_allowed(tmp_path, fmt, bad):
+    w = torch.tensor([1.0, bad, 2.0, bad])
+    sd = {"model": OrderedDict(ok=torch.ones(2), w=w)}
+    path = tmp_path / "nan.pt"
+    if fmt == "pickle":
+        with open(path, "wb") as f:
+            pickle.dump({"model": {k: v.numpy() for k, v in sd["model"].items()}}, f)
+    else:
+        save(sd, path, fmt)
+    msg = assert_refused(path, "non-finite")
+    assert "key 'model/w' holds 2 non-finite values" in msg and "--allow-nonfinite" in msg
+    state, _ = read_state_dict(path, allow_nonfinite=True)
+    assert state["w"].tobytes() == w.numpy().tobytes()
+    load_checkpoint(path)  # the whole-object reader leaves values to its caller
+
+
 # ---------------------------------------------------------------------------------------------- the converter
 
 # runs a script, then writes its peak RSS in kB (VmHWM: unlike ru_maxrss, not inherited from the forked parent)
@@ -364,3 +382,29 @@ def test_convert_hostile_exit_2(tmp_path, name):
     assert proc.returncode == 2 and any(p in line for p in HOSTILE[name][1].split("|")), line
     assert peak < 300 * MIB, f"{peak / MIB:.0f} MiB"
     assert not out.exists() and leftovers(tmp_path) == []
+
+
+def pwc_pickle(path, nan_key=None):
+    """The 126 PWC-Net keys (random float32) as a plain pickle, with one NaN in ``nan_key`` if given."""
+    from jittor_sbvsr.weights import reference_shapes
+
+    rng = np.random.default_rng(0)
+    sd = OrderedDict((k, rng.standard_normal(s).astype(np.float32)) for k, s in reference_shapes("pwc").items())
+    if nan_key:
+        sd[nan_key].flat[3] = np.nan
+    with open(path, "wb") as f:
+        pickle.dump(sd, f, protocol=4)
+    return path
+
+
+def test_convert_refuses_nonfinite_unless_allowed(tmp_path):
+    key = "moduleExtractor.moduleOne.0.weight"
+    src, out = pwc_pickle(tmp_path / "pwc_nan.pkl", key), tmp_path / "out.pkl"
+    proc, _ = convert_measured(src, out)
+    line = assert_one_line_error(proc, src)
+    assert proc.returncode == 2 and f"key '{key}' holds 1 non-finite values" in line and not out.exists()
+    proc, _ = convert_measured(src, out, "--allow-nonfinite")
+    assert proc.returncode == 0, proc.stderr
+    with open(out, "rb") as f:
+        assert np.isnan(pickle.load(f)["state_dict"][key].flat[3])
+    assert leftovers(tmp_path) == []

@@ -143,14 +143,17 @@ class _ObjectArrayOverBytes:
 
 def test_unusable_values_are_refused_naming_the_key(weights, tmp_path):
     """Each bad value in one correctly shaped key of a full state dict: one line naming the key (the forbidden
-    ndarray call is refused before any key is read), the model untouched."""
+    ndarray call is refused before any key is read), the model untouched; NaN loads with allow_nonfinite."""
     state, _ = weights
     key = "in_conv.0.weight"
     shape = tuple(state[key].shape)
+    nan = state[key].numpy().copy()
+    nan[0, 0, 0, 0] = np.nan
     cases = [(_ObjectArrayOverBytes(shape), "refused to unpickle: the file calls numpy.ndarray"),
              (np.full(shape, None, dtype=object), f"key '{key}': numpy dtype 'O8' is not supported"),
              (np.ones(shape, np.complex64), f"key '{key}': numpy dtype 'c8' is not supported"),
-             (np.full(shape, "0.5"), f"key '{key}': numpy dtype 'U3' is not supported")]
+             (np.full(shape, "0.5"), f"key '{key}': numpy dtype 'U3' is not supported"),
+             (nan, f"key '{key}' holds 1 non-finite values")]
     model = PWC_Recons()
     before = params(model)
     path = str(tmp_path / "bad.pkl")
@@ -165,3 +168,5 @@ def test_unusable_values_are_refused_naming_the_key(weights, tmp_path):
         assert msg.startswith(f"{path}: ") and "\n" not in msg and problem in msg, msg
         after = params(model)
         assert all(bits_equal(after[k], before[k]) for k in before)
+    load_weights(model, path, allow_nonfinite=True)
+    assert bits_equal(params(model)[key], nan)
