@@ -408,3 +408,13 @@ def test_convert_refuses_nonfinite_unless_allowed(tmp_path):
     with open(out, "rb") as f:
         assert np.isnan(pickle.load(f)["state_dict"][key].flat[3])
     assert leftovers(tmp_path) == []
+
+
+def test_convert_output_respects_umask(tmp_path):
+    """Before: always 0600 (the temporary file's mode)."""
+    src, out = pwc_pickle(tmp_path / "pwc.pkl"), tmp_path / "out.pkl"
+    for umask, mode in [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)]:
+        proc, _ = convert_measured(src, out, "--force", umask=umask)
+        assert proc.returncode == 0, proc.stderr
+        assert os.stat(out).st_mode & 0o777 == mode, (oct(umask), oct(os.stat(out).st_mode))
+    assert leftovers(tmp_path) == []

@@ -14,16 +14,17 @@ the kind, the key and parameter counts. Every key and shape is checked against t
 ``module*`` naming or the later ``net*`` naming (written out in ``module*`` naming). Weights holding NaN or
 infinity are refused unless ``--allow-nonfinite``.
 
-OUT is never overwritten unless ``--force``; it is written to a temporary file in the same folder and renamed
-into place, so an interrupted run leaves no partial file. Errors are one line on stderr,
+OUT is never overwritten unless ``--force``; it is written to a temporary file in the same folder (created with
+the permissions the umask gives any new file) and renamed into place, so an interrupted run leaves no partial
+file. Errors are one line on stderr,
 ``convert_weights: error: <file>: <reason>``, with exit status 2.
 """
 import argparse
 import hashlib
 import os
 import pickle
+import secrets
 import sys
-import tempfile
 import time
 from collections import Counter, OrderedDict
 
@@ -60,7 +61,9 @@ def sha256_of(path, chunk=1 << 20):
 def write_atomic(obj, out, force):
     """Pickle ``obj`` to a temporary file next to ``out``, then move it into place."""
     folder = os.path.dirname(os.path.abspath(out))
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(out) + ".", suffix=".tmp", dir=folder)
+    tmp = os.path.join(folder, f".{os.path.basename(out)}.{secrets.token_hex(4)}.tmp")
+    # not tempfile.mkstemp: its files are 0600, the output must get 0666 minus the umask like any other
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(fd, "wb") as f:
             pickle.dump(obj, f, protocol=5)  # 5: arrays are written from their own buffers, no copies
