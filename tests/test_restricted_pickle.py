@@ -1,10 +1,11 @@
 """Hostile weights files against the restricted unpickler (jittor_sbvsr.restricted_pickle) and the checkpoint
 reader built on it: each case must end in one CheckpointError line naming the file (exit status 2 from the
 converter), never run anything from the file, never allocate much more than the file's size, never change the
-loader for later files and never write anything."""
+loader for later files and never write anything. A seeded fuzz test mutates small valid checkpoints."""
 import io
 import os
 import pickle
+import random
 import struct
 import subprocess
 import sys
@@ -22,7 +23,7 @@ from conftest import ROOT
 from jittor_sbvsr import checkpoint
 from jittor_sbvsr.checkpoint import CheckpointError, load_checkpoint, read_state_dict
 from jittor_sbvsr.restricted_pickle import MAX_DEPTH, Frozen
-from test_checkpoint import CONVERT, assert_one_line_error, leftovers, save
+from test_checkpoint import CONVERT, assert_one_line_error, leftovers, run_convert, save
 
 MIB = 1 << 20
 PEAK_LIMIT = 96 * MIB  # a small hostile file may make the loader allocate at most 64 MiB + 4x its size
@@ -418,3 +419,135 @@ def test_convert_output_respects_umask(tmp_path):
         assert proc.returncode == 0, proc.stderr
         assert os.stat(out).st_mode & 0o777 == mode, (oct(umask), oct(os.stat(out).st_mode))
     assert leftovers(tmp_path) == []
+
+
+# ---------------------------------------------------------------------------------------------------- fuzzing
+
+SNIPPETS = [glob("os", "system"), glob("builtins", "eval"), glob("builtins", "set"), pickle.REDUCE, pickle.BUILD,
+            pickle.NEWOBJ, pickle.APPEND, pickle.SETITEM, pickle.EMPTY_SET, pickle.DUP, pickle.TUPLE1 * 50,
+            pickle.BINBYTES8 + struct.pack("<Q", 1 << 40), pickle.BYTEARRAY8 + struct.pack("<Q", 1 << 33),
+            pickle.LONG4 + struct.pack("<i", 1 << 30), pickle.FRAME + struct.pack("<Q", 1 << 35),
+            pickle.BINGET + b"\x00", pickle.MARK * 40, pickle.EMPTY_LIST * 60 + pickle.APPEND * 59,
+            np_dtype("O8", (3, "|", None, None, None, -1, -1, 63))]
+INTERESTING = [0, 1, 0x7F, 0x80, 0xFF, 0x7FFF, 0xFFFF, 0x7FFFFFFF, 0xFFFFFFFF, 1 << 40, (1 << 63) - 1]
+
+
+def mutate(data, rng, marker):
+    """One to four seeded edits: a random byte, an extreme integer (over a length field, say), a deletion, a
+    duplicated chunk, a hostile opcode snippet, an os.system payload touching ``marker``, or truncation."""
+    data = bytearray(data)
+    for _ in range(rng.randint(1, 4)):
+        how = rng.randrange(7)
+        at = rng.randrange(len(data))
+        if how == 0:
+            data[at] = rng.randrange(256)
+        elif how == 1:
+            width = rng.choice([1, 2, 4, 8])
+            data[at:at + width] = (rng.choice(INTERESTING) & ((1 << 8 * width) - 1)).to_bytes(width, "little")
+        elif how == 2:
+            del data[at:at + rng.randint(1, 64)]
+        elif how == 3:
+            data[at:at] = data[rng.randrange(len(data)):][:rng.randint(1, 64)]
+        elif how == 4:
+            data[at:at] = rng.choice(SNIPPETS)
+        elif how == 5:
+            data[at:at] = system(marker)
+        else:
+            del data[at:]
+        if not data:
+            data = bytearray(b"\x80")
+    return bytes(data)
+
+
+def rezip(data, rng, marker):
+    """The zip archive with its data.pkl mutated and re-zipped (valid CRCs), so the fuzz reaches the pickle."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(data)) as z, zipfile.ZipFile(out, "w") as o:
+        for info in z.infolist():
+            body = z.read(info)
+            o.writestr(info, mutate(body, rng, marker) if info.filename.endswith("data.pkl") else body)
+    return out.getvalue()
+
+
+def plain(obj):
+    """True when ``obj`` is made of containers, scalars, strings and numeric numpy arrays only."""
+    if isinstance(obj, dict):
+        return all(plain(k) and plain(v) for k, v in obj.items())
+    if isinstance(obj, (list, tuple)):
+        return all(plain(v) for v in obj)
+    if isinstance(obj, (np.ndarray, np.generic)):
+        return obj.dtype.kind in "biuf"
+    if isinstance(obj, np.dtype):
+        return obj.kind in "biuf"
+    return obj is None or isinstance(obj, (bool, int, float, str, bytes, bytearray))
+
+
+@pytest.fixture(scope="module")
+def seeds(tmp_path_factory):
+    """Small valid files: a 3-tensor state dict in both torch formats, numpy pickles, a trainer checkpoint."""
+    d = tmp_path_factory.mktemp("seeds")
+    g = torch.Generator().manual_seed(0)
+    sd = OrderedDict([("conv.weight", torch.randn(4, 3, 3, 3, generator=g)),
+                      ("conv.bias", torch.randn(4, generator=g)), ("bn.num_batches_tracked", torch.tensor(3))])
+    out = {fmt: open(save(sd, d / f"{fmt}.pt", fmt), "rb").read() for fmt in ("zip", "legacy")}
+    arrays = OrderedDict((k, v.numpy()) for k, v in sd.items())
+    out["pickle2"] = pickle.dumps(arrays, protocol=2)
+    moments = [np.zeros_like(a) for a in arrays.values()]
+    out["trainer"] = pickle.dumps(  # laid out as jittor_sbvsr/trainer/experiment.py saves model_latest.pkl
+        {"format": "jittor-sbvsr-train-1", "model": arrays, "epoch": 3,
+         "optimizer": {"updates": 6, "backward_calls": 6,
+                       "groups": [{"name": "all", "lr": 1e-4, "base_lr": 1e-4, "m": moments, "v": moments}]},
+         "history": [{"epoch": 1, "loss": 0.5, "psnr": None}],
+         "rng": {"python": random.Random(0).getstate(), "numpy": np.random.RandomState(0).get_state()},
+         "meta": {"epoch": 3, "psnr": None, "saved": "2024-01-01 00:00:00"}}, protocol=pickle.HIGHEST_PROTOCOL)
+    return out
+
+
+def test_fuzz_mutated_checkpoints(tmp_path, seeds, stand_ins):
+    """600 seeded mutations of small valid files, loaded in-process: a clean one-line CheckpointError or a
+    load of plain numeric data; tracemalloc peak bounded; no payload ran; nothing written; then six of the
+    refused ones through the converter (exit status 2, one line, no output)."""
+    for name, data in seeds.items():  # unmutated, each loads exactly
+        (tmp_path / "seed.pt").write_bytes(data)
+        obj, _ = load_checkpoint(tmp_path / "seed.pt")
+        state = obj["model"] if "model" in obj else obj
+        assert plain(obj) and list(state) == ["conv.weight", "conv.bias", "bn.num_batches_tracked"], name
+        assert state["conv.weight"].shape == (4, 3, 3, 3) and state["bn.num_batches_tracked"] == 3, name
+    os.remove(tmp_path / "seed.pt")
+    rng = random.Random(14)
+    marker = tmp_path / "PWNED"
+    names = sorted(seeds)
+    refused, loaded = [], 0
+    path = tmp_path / "case.pt"
+    tracemalloc.start()
+    try:
+        for i in range(600):
+            name = names[i % len(names)]
+            data = rezip(seeds[name], rng, marker) if name == "zip" and i % 2 else mutate(seeds[name], rng, marker)
+            path.write_bytes(data)
+            tracemalloc.reset_peak()
+            t0 = time.perf_counter()
+            try:
+                obj, _ = load_checkpoint(path)
+                assert plain(obj), (name, i)
+                loaded += 1
+            except CheckpointError as e:
+                msg = str(e)
+                assert msg.startswith(f"{path}: ") and "\n" not in msg, msg
+                refused.append(data)
+            elapsed = time.perf_counter() - t0
+            peak = tracemalloc.get_traced_memory()[1]
+            assert peak < PEAK_LIMIT and elapsed < 5, (name, i, peak, elapsed)
+            assert os.listdir(tmp_path) == ["case.pt"], (name, i)
+    finally:
+        tracemalloc.stop()
+    assert not marker.exists()
+    assert loaded > 20 and len(refused) > 300, (loaded, len(refused))
+    for i, data in enumerate(refused[::len(refused) // 6][:6]):
+        src, out = tmp_path / f"refused{i}.pt", tmp_path / f"refused{i}.out.pkl"
+        src.write_bytes(data)
+        proc = run_convert(src, out)
+        assert proc.returncode == 2
+        assert_one_line_error(proc, src)
+        assert not out.exists() and leftovers(tmp_path) == []
+    assert not marker.exists()
