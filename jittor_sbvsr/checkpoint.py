@@ -10,20 +10,21 @@ Reads, without PyTorch installed and without importing Jittor:
 
 The format is detected from the file's content, never from its name.
 
-Tensors come back as numpy arrays with the storage's dtype (float32/16/64, int8..int64, uint8, bool, complex;
-bfloat16 is widened exactly to float32). Tensors that are views into a shared storage (offsets, strides,
+Tensors and arrays come back as numpy arrays of the file's dtype: bool, int8..int64, uint8..uint64, float16,
+float32, float64 (bfloat16 is widened exactly to float32); any other dtype (complex, strings, objects) is
+refused with the key it was found under. Tensors that are views into a shared storage (offsets, strides,
 transposes) are reconstructed exactly; storages saved on CUDA are read like CPU ones (the bytes are the same).
-Storages are read once each, with ``readinto`` straight into the final numpy buffer; a tensor that covers its
-whole storage contiguously is returned as a zero-copy reshape of that buffer.
+Storages are read once each, with ``readinto`` straight into their final buffer; a tensor that covers its
+whole storage contiguously is returned as a zero-copy view of that buffer.
 
-Unpickling is restricted: only the handful of globals a checkpoint needs (tensor/storage reconstruction,
-``collections.OrderedDict``, numpy array reconstruction, a few harmless builtins) are resolved. A pickle that
-names anything else (``os.system``, ``builtins.eval``, ``builtins.open``, a model class, ...) is refused with a
-``CheckpointError`` *before* the callable is fetched, so nothing in the file is ever executed.
+Every pickle goes through ``restricted_pickle.RestrictedUnpickler``: only the handful of globals a checkpoint
+needs resolve, to stand-ins, so nothing in the file is ever executed; nesting, sizes and allocations are
+bounded by the file's size (see that module). ``read_state_dict`` also refuses non-finite (NaN, infinite)
+weights unless ``allow_nonfinite=True``.
 
 Public API::
 
-    read_state_dict(path) -> (OrderedDict[str, np.ndarray], CheckpointInfo)
+    read_state_dict(path, allow_nonfinite=False) -> (OrderedDict[str, np.ndarray], CheckpointInfo)
     load_checkpoint(path) -> (object, format)      # whole object, tensors as numpy arrays
     detect_format(path)   -> "torch-zip" | "torch-legacy" | "pickle"
     CheckpointError                                 # every failure; message starts with the file name
@@ -31,6 +32,7 @@ Public API::
 This module must not import torch or jittor.
 """
 import io
+import math
 import os
 import pickle
 import struct
@@ -40,6 +42,9 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from .restricted_pickle import (MAX_NDIM, SUPPORTED, Budget, Callable, Deferred, Fail, Frozen, Reader, Refused,
+                                RestrictedUnpickler, materialize, numpy_globals, supported_dtype)
 
 __all__ = ["CheckpointError", "CheckpointInfo", "read_state_dict", "load_checkpoint", "detect_format",
            "find_state_dict", "FORMAT_NAMES", "WRAPPER_KEYS"]
@@ -53,6 +58,7 @@ FORMAT_NAMES = {
     "torch-legacy": "PyTorch legacy format (torch < 1.6)",
     "pickle": "plain pickle of numpy arrays",
 }
+_CHUNK = 1 << 20  # bytes inflated at a time from a compressed zip member
 
 
 class CheckpointError(Exception):
@@ -64,21 +70,13 @@ class CheckpointError(Exception):
         super().__init__(f"{self.path}: {self.reason}")
 
 
-class _Fail(Exception):
-    """Internal: a reason without the file name (wrapped into CheckpointError at the API boundary)."""
-
-
-class _Refused(_Fail):
-    pass
-
-
 # ----------------------------------------------------------------------------------------------------------
 # storage types and tensor placeholders
 # ----------------------------------------------------------------------------------------------------------
 
 _BF16 = "bfloat16"  # numpy has no bfloat16: read as uint16, widened to float32 when materialised
 
-# storage class name -> numpy dtype of one element
+# storage class name -> numpy dtype of one element (complex ones only size their records: never built)
 _STORAGE_DTYPES = {
     "DoubleStorage": np.dtype("<f8"), "FloatStorage": np.dtype("<f4"), "HalfStorage": np.dtype("<f2"),
     "BFloat16Storage": _BF16,
@@ -105,74 +103,76 @@ def _raw_dtype(dt):
     return np.dtype("<u2") if dt is _BF16 else dt
 
 
-class _StorageType:
-    """Stands in for ``torch.FloatStorage`` etc. Not callable: it only carries the element dtype."""
+class _TorchName(Frozen):
+    """Stands in for a torch global that is a name, not code: a storage class (``torch.FloatStorage``), a dtype
+    (``torch.float16``) or a tensor class (``torch.nn.Parameter``), as ``kind`` says; ``dtype`` is the numpy
+    element type of the first two. Never called."""
 
-    def __init__(self, name, dtype):
-        self.name, self.dtype = name, dtype
+    __slots__ = ("kind", "name", "dtype")
+
+    def __init__(self, kind, name, dtype=None):
+        super().__init__(kind=kind, name=name, dtype=dtype)
 
     def __repr__(self):
-        return f"torch.{self.name}"
-
-    def __reduce__(self):  # never pickled back
-        raise TypeError("not picklable")
+        return self.name
 
 
-class _TorchDtype:
-    def __init__(self, name, dtype):
-        self.name, self.dtype = name, dtype
-
-
-class _TensorClass:
-    """Stands in for ``torch.Tensor`` / ``torch.nn.Parameter`` (only used as an argument of rebuild functions)."""
-
-    def __init__(self, name):
-        self.name = name
-
-
-class _Storage:
-    """One storage record: element dtype, number of elements, location; data filled in after unpickling."""
+class _Storage(Deferred):
+    """One storage record: element dtype, number of elements, location; its bytes are read after unpickling."""
 
     __slots__ = ("key", "dtype", "numel", "location", "data")
 
     def __init__(self, key, dtype, numel, location):
+        super().__init__()
         self.key, self.dtype, self.numel, self.location = key, dtype, numel, location
-        self.data = None  # 1-D numpy array of _raw_dtype(dtype), numel elements
+        self.data = None  # 1-D uint8 array of nbytes
 
     @property
     def nbytes(self):
-        return self.numel * _raw_dtype(self.dtype).itemsize
+        return self.numel * _element_size(self.dtype)
+
+    def _build(self, budget):
+        raise Fail("the file holds a bare storage object, which is not supported")
 
 
-class _StorageView:
+class _StorageView(Deferred):
     """Legacy-format storage view (torch < 1.0 could pickle a slice of a root storage)."""
 
     __slots__ = ("root", "offset", "numel")
 
     def __init__(self, root, offset, numel):
+        super().__init__()
         self.root, self.offset, self.numel = root, offset, numel
 
+    _build = _Storage._build
 
-class _TensorRef:
+
+def _ints(values, what):
+    if not isinstance(values, (tuple, list)) or len(values) > MAX_NDIM or \
+            not all(type(v) is int and v >= 0 for v in values):
+        raise Fail(f"tensor with an invalid {what} (corrupt file)")
+    return tuple(values)
+
+
+class _TensorRef(Deferred):
     """A tensor to be built once storage data is available."""
 
-    __slots__ = ("storage", "offset", "size", "stride", "dtype", "value")
+    __slots__ = ("storage", "offset", "size", "stride", "dtype")
 
     def __init__(self, storage, offset, size, stride, dtype=None):
+        super().__init__()
         if not isinstance(storage, (_Storage, _StorageView)):
-            raise _Fail(f"tensor rebuilt from a {type(storage).__name__}, not a storage (corrupt or unsupported)")
-        self.storage, self.offset = storage, int(offset)
-        self.size = tuple(int(s) for s in size)
-        self.stride = tuple(int(s) for s in stride)
+            raise Fail(f"tensor rebuilt from a {type(storage).__name__}, not a storage (corrupt or unsupported)")
+        if type(offset) is not int or offset < 0:
+            raise Fail("tensor with an invalid storage offset (corrupt file)")
+        self.storage, self.offset = storage, offset
+        self.size, self.stride = _ints(size, "size"), _ints(stride, "stride")
         if len(self.size) != len(self.stride):
-            raise _Fail("tensor size and stride have different lengths (corrupt file)")
+            raise Fail("tensor size and stride have different lengths (corrupt file)")
         self.dtype = dtype  # None: the storage's dtype
-        self.value = None
 
-    def materialize(self, max_bytes=None):
-        if self.value is None:
-            self.value = _build_tensor(self, max_bytes)
-        return self.value
+    def _build(self, budget):
+        return _build_tensor(self, budget)
 
 
 def _rebuild_tensor(storage, storage_offset, size, stride, *unused):
@@ -186,78 +186,106 @@ def _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad=Fals
 
 def _rebuild_tensor_v3(storage, storage_offset, size, stride, requires_grad=False, backward_hooks=None,
                        dtype=None, metadata=None):
-    dt = dtype.dtype if isinstance(dtype, _TorchDtype) else None
+    dt = dtype.dtype if isinstance(dtype, _TorchName) and dtype.kind == "dtype" else None
     return _TensorRef(storage, storage_offset, size, stride, dt)
 
 
 def _rebuild_parameter(data, requires_grad=False, backward_hooks=None, *state):
     if not isinstance(data, _TensorRef):
-        raise _Fail("parameter rebuilt from something that is not a tensor (corrupt or unsupported)")
+        raise Fail("parameter rebuilt from something that is not a tensor (corrupt or unsupported)")
     return data
 
 
+_REBUILDERS = {name: Callable(f"torch._utils.{name}", fn) for name, fn in [
+    ("_rebuild_tensor", _rebuild_tensor), ("_rebuild_tensor_v2", _rebuild_tensor_v2),
+    ("_rebuild_tensor_v3", _rebuild_tensor_v3), ("_rebuild_parameter", _rebuild_parameter),
+    ("_rebuild_parameter_with_state", _rebuild_parameter)]}
+
+
 def _rebuild_from_type(func, new_type, args, state=None):
-    if func not in (_rebuild_tensor, _rebuild_tensor_v2, _rebuild_tensor_v3, _rebuild_parameter,
-                    _rebuild_from_type):
-        raise _Fail("tensor subclass rebuilt through an unsupported function")
+    if func not in _REBUILDERS.values() or type(args) is not tuple:
+        raise Fail("tensor subclass rebuilt through an unsupported function")
     return func(*args)
 
 
+def _torch_size(dims):
+    return _ints(dims, "size")
+
+
 def _torch_device(*args):
-    return str(args[0]) if args else "cpu"
+    if not args or not isinstance(args[0], str):
+        raise Fail("torch.device without a name (corrupt file)")
+    return args[0]
+
+
+def _ordered_dict(*args):
+    """``OrderedDict()``, or ``OrderedDict([[key, value], ...])`` as Python 2 pickled it."""
+    if not args:
+        return OrderedDict()
+    if len(args) != 1 or not isinstance(args[0], (list, tuple)) or \
+            not all(isinstance(p, (list, tuple)) and len(p) == 2 for p in args[0]):
+        raise Fail("OrderedDict built from something other than key/value pairs (corrupt file)")
+    return OrderedDict(args[0])
+
+
+def _codecs_encode(obj, encoding="utf-8", errors="strict"):
+    # protocol-2 pickles written by Python 3 store bytes as _codecs.encode(str, 'latin1')
+    if not isinstance(obj, str) or encoding not in ("latin1", "latin-1", "utf-8", "utf8", "ascii") or \
+            errors != "strict":
+        raise Fail("unsupported _codecs.encode call in pickle")
+    return obj.encode(encoding)
 
 
 def _element_size(dt):
     return _raw_dtype(dt).itemsize
 
 
-def _build_tensor(ref, max_bytes=None):
+def _dtype_name(dt):
+    return _BF16 if dt is _BF16 else str(dt)
+
+
+def _build_tensor(ref, budget):
     """numpy array for one tensor: exact strided view of its storage, copied unless it is the whole storage."""
     st = ref.storage
-    base_offset = 0
-    if isinstance(st, _StorageView):
-        base_offset, limit, st = st.offset, st.numel, st.root
-    else:
-        limit = st.numel
-    if st.data is None:
-        raise _Fail(f"storage {st.key!r} has no data in the file (truncated or corrupt)")
-    sdt = st.dtype
+    sdt = st.root.dtype if isinstance(st, _StorageView) else st.dtype
     tdt = ref.dtype if ref.dtype is not None else sdt
-    raw = st.data
-    if tdt is not sdt and _raw_dtype(tdt) != _raw_dtype(sdt):
-        # _rebuild_tensor_v3: a tensor of another dtype over an (untyped) storage, counted in its own elements
-        raw = raw.view(np.uint8)
-        nb = raw.nbytes - raw.nbytes % _element_size(tdt)
-        raw = raw[:nb].view(_raw_dtype(tdt))
-        scale = _element_size(tdt) / _element_size(sdt)
-        base_offset, limit = int(base_offset / scale), int(limit / scale)
+    if tdt is not _BF16 and not supported_dtype(tdt):
+        raise Fail(f"dtype {_dtype_name(tdt)} is not supported (only {SUPPORTED} and bfloat16 tensors load)")
+    # the storage's bytes this tensor may address (a legacy view is a window of its root storage)
+    if isinstance(st, _StorageView):
+        first, nbytes, st = st.offset * _element_size(sdt), st.numel * _element_size(sdt), st.root
+    else:
+        first, nbytes = 0, st.nbytes
+    if st.data is None:
+        raise Fail(f"storage {st.key!r} has no data in the file (truncated or corrupt)")
+    item = _element_size(tdt)
+    # a tensor of another dtype over an (untyped) storage counts offset and strides in its own elements
+    flat = st.data[first:first + nbytes - nbytes % item].view(_raw_dtype(tdt))
     size, stride, offset = ref.size, ref.stride, ref.offset
-    numel = int(np.prod(size, dtype=np.int64)) if size else 1
-    if offset < 0 or any(s < 0 for s in size) or any(s < 0 for s in stride):
-        raise _Fail("tensor with a negative offset, size or stride (corrupt file)")
-    if max_bytes is not None and numel * _element_size(tdt) > max_bytes:
-        raise _Fail(f"tensor of size {list(size)} is implausibly large for this file (a hostile or corrupt "
-                    f"file expanding a small storage?)")
+    numel = math.prod(size)
     if numel == 0:
         out = np.empty(size, dtype=_raw_dtype(tdt))
     else:
         last = offset + sum((n - 1) * s for n, s in zip(size, stride))
-        if last >= limit:
-            raise _Fail(f"tensor of size {list(size)} at offset {offset} runs past the end of its storage "
-                        f"({limit} elements; corrupt file)")
-        flat = raw[base_offset:base_offset + limit]
+        if last >= flat.shape[0]:
+            raise Fail(f"tensor of size {list(size)} at offset {offset} runs past the end of its storage "
+                       f"({flat.shape[0]} elements; corrupt file)")
         contiguous = _is_contiguous(size, stride)
-        if contiguous and offset == 0 and numel == flat.shape[0] and flat.shape[0] == raw.shape[0]:
+        if contiguous and offset == 0 and numel == flat.shape[0] and flat.nbytes == st.data.nbytes:
             out = flat.reshape(size)  # the whole storage: no copy
-        elif contiguous:
-            out = flat[offset:offset + numel].reshape(size).copy()
         else:
-            item = flat.itemsize
-            view = np.lib.stride_tricks.as_strided(flat[offset:], shape=size,
-                                                   strides=[s * item for s in stride], writeable=False)
-            out = np.array(view, order="C", copy=True)
+            budget.charge(numel * item, f"tensor of size {list(size)}")
+            if contiguous:
+                out = flat[offset:offset + numel].reshape(size).copy()
+            else:
+                view = np.lib.stride_tricks.as_strided(flat[offset:], shape=size,
+                                                       strides=[s * item for s in stride], writeable=False)
+                out = np.array(view, order="C", copy=True)
     if tdt is _BF16:
-        out = (out.astype(np.uint32) << 16).view(np.float32)
+        budget.charge(4 * numel, f"bfloat16 tensor of size {list(size)} widened to float32")
+        wide = out.astype(np.uint32)
+        wide <<= 16
+        out = wide.view(np.float32)
     return out
 
 
@@ -271,91 +299,39 @@ def _is_contiguous(size, stride):
 
 
 # ----------------------------------------------------------------------------------------------------------
-# restricted unpickler
+# allow-list
 # ----------------------------------------------------------------------------------------------------------
 
-def _numpy_globals():
-    mods = {}
-    try:
-        from numpy.core import multiarray as _ma, numeric as _nu  # numpy 1.x
-    except ImportError:  # pragma: no cover - numpy 2
-        from numpy._core import multiarray as _ma, numeric as _nu
-    g = {"_reconstruct": _ma._reconstruct, "scalar": _ma.scalar}
-    fb = getattr(_nu, "_frombuffer", None)
-    for prefix in ("numpy.core", "numpy._core"):
-        mods[(prefix + ".multiarray", "_reconstruct")] = g["_reconstruct"]
-        mods[(prefix + ".multiarray", "scalar")] = g["scalar"]
-        if fb is not None:
-            mods[(prefix + ".numeric", "_frombuffer")] = fb
-    mods[("numpy", "ndarray")] = np.ndarray
-    mods[("numpy", "dtype")] = np.dtype
-    # numpy >= 1.25 pickles dtypes through their classes, e.g. numpy.dtypes.Float32DType
-    for name in dir(getattr(np, "dtypes", None) or object()):
-        if name.endswith("DType") and name != "StringDType":
-            mods[("numpy.dtypes", name)] = getattr(np.dtypes, name)
-    return mods
-
-
 def _build_allowed():
-    allowed = {("collections", "OrderedDict"): OrderedDict}
-    for mod in ("torch._utils",):
-        allowed[(mod, "_rebuild_tensor")] = _rebuild_tensor
-        allowed[(mod, "_rebuild_tensor_v2")] = _rebuild_tensor_v2
-        allowed[(mod, "_rebuild_tensor_v3")] = _rebuild_tensor_v3
-        allowed[(mod, "_rebuild_parameter")] = _rebuild_parameter
-        allowed[(mod, "_rebuild_parameter_with_state")] = _rebuild_parameter
-        allowed[(mod, "_rebuild_from_type")] = _rebuild_from_type
-    allowed[("torch._tensor", "_rebuild_from_type_v2")] = _rebuild_from_type
-    allowed[("torch._tensor", "_rebuild_from_type")] = _rebuild_from_type
+    """(module, name) -> stand-in, for every global a checkpoint may name; nothing else resolves."""
+    allowed = {("collections", "OrderedDict"): Callable("collections.OrderedDict", _ordered_dict)}
+    for name, fn in _REBUILDERS.items():
+        allowed[("torch._utils", name)] = fn
+    from_type = Callable("torch._utils._rebuild_from_type", _rebuild_from_type)
+    for mod, name in (("torch._utils", "_rebuild_from_type"), ("torch._tensor", "_rebuild_from_type_v2"),
+                      ("torch._tensor", "_rebuild_from_type")):
+        allowed[(mod, name)] = from_type
     for name, dt in _STORAGE_DTYPES.items():
-        st = _StorageType(name, dt)
+        st = _TorchName("storage", f"torch.{name}", dt)
         for mod in ("torch", "torch.cuda", "torch.storage"):
             allowed[(mod, name)] = st
     for name, dt in _TORCH_DTYPES.items():
-        allowed[("torch", name)] = _TorchDtype(name, dt)
+        allowed[("torch", name)] = _TorchName("dtype", f"torch.{name}", dt)
     for mod, name in (("torch", "Tensor"), ("torch._tensor", "Tensor"), ("torch.nn.parameter", "Parameter"),
                       ("torch.nn", "Parameter")):
-        allowed[(mod, name)] = _TensorClass(name)
-    allowed[("torch", "Size")] = tuple
-    allowed[("torch", "device")] = _torch_device
-    for mod in ("builtins", "__builtin__"):
-        for name, obj in (("set", set), ("frozenset", frozenset), ("complex", complex),
-                          ("bytearray", bytearray), ("slice", slice)):
-            allowed[(mod, name)] = obj
-    allowed[("_codecs", "encode")] = _codecs_encode
-    allowed.update(_numpy_globals())
+        allowed[(mod, name)] = _TorchName("tensor class", f"{mod}.{name}")
+    allowed[("torch", "Size")] = Callable("torch.Size", _torch_size)
+    allowed[("torch", "device")] = Callable("torch.device", _torch_device)
+    allowed[("_codecs", "encode")] = Callable("_codecs.encode", _codecs_encode)
+    allowed.update(numpy_globals())
     return allowed
-
-
-def _codecs_encode(obj, encoding="utf-8", errors="strict"):
-    # protocol-2 pickles written by Python 3 store bytes as _codecs.encode(str, 'latin1')
-    if not isinstance(obj, str) or encoding not in ("latin1", "latin-1", "utf-8", "utf8", "ascii"):
-        raise _Fail("unsupported _codecs.encode call in pickle")
-    return obj.encode(encoding, errors)
 
 
 _ALLOWED = _build_allowed()
 
 
-class _RestrictedUnpickler(pickle.Unpickler):
-    """Resolves only the globals in _ALLOWED; everything else is refused before it is looked up."""
-
-    def __init__(self, file, persistent_load=None):
-        super().__init__(file, encoding="latin1")
-        self._persistent = persistent_load
-
-    def find_class(self, module, name):
-        obj = _ALLOWED.get((module, name))
-        if obj is None:
-            raise _Refused(
-                f"refused to unpickle: the file calls {module}.{name}, which a weights file never needs "
-                f"(only tensor/array reconstruction is allowed); nothing from the file was executed")
-        return obj
-
-    def persistent_load(self, pid):
-        if self._persistent is None:
-            raise _Fail("pickle refers to external (persistent) objects, but this is not a PyTorch file")
-        return self._persistent(pid)
+def _unpickle(reader, budget, persistent_load=None):
+    return RestrictedUnpickler(reader, _ALLOWED, budget, persistent_load).load()
 
 
 def _decode(s):
@@ -366,38 +342,20 @@ def _decode(s):
 # format readers
 # ----------------------------------------------------------------------------------------------------------
 
-def _read_exact_into(f, arr, what):
-    mv = memoryview(arr).cast("B")
-    n = mv.nbytes
-    got = 0
-    while got < n:
-        k = f.readinto(mv[got:])
-        if not k:
-            raise _Fail(f"file is truncated: {what} needs {n} bytes, only {got} left")
-        got += k
-
-
-def _remaining(f):
-    try:
-        return os.fstat(f.fileno()).st_size - f.tell()
-    except (AttributeError, OSError, io.UnsupportedOperation):
-        return f.getbuffer().nbytes - f.tell() if isinstance(f, io.BytesIO) else None
-
-
-def _read_storage(f, storage, nbytes, big_endian, what):
-    raw_dt = _raw_dtype(storage.dtype)
+def _read_storage(storage, nbytes, big_endian, what, budget, read_into):
+    """Fill ``storage`` from ``read_into(buffer)`` once its ``nbytes`` are known to match the record."""
     if nbytes != storage.nbytes:
-        raise _Fail(f"{what} holds {nbytes} bytes, expected {storage.nbytes} "
-                    f"({storage.numel} x {raw_dt.itemsize}; corrupt file)")
-    left = _remaining(f)
-    if left is not None and nbytes > left:  # check before allocating: a corrupt size must not exhaust memory
-        raise _Fail(f"file is truncated: {what} needs {nbytes} bytes, only {max(left, 0)} left")
-    arr = np.empty(storage.numel, dtype=raw_dt)
-    _read_exact_into(f, arr, what)
+        raise Fail(f"{what} holds {nbytes} bytes, expected {storage.nbytes} "
+                   f"({storage.numel} x {_element_size(storage.dtype)}; corrupt file)")
+    if storage.data is not None:
+        raise Fail(f"{what} appears twice (corrupt file)")
+    budget.charge(nbytes, what)
+    data = np.empty(nbytes, dtype=np.uint8)
+    read_into(data)
+    raw_dt = _raw_dtype(storage.dtype)
     if big_endian and raw_dt.itemsize > 1:
-        arr.byteswap(inplace=True)
-    storage.data = arr
-    return arr
+        data.view(raw_dt).byteswap(inplace=True)
+    storage.data = data
 
 
 class _StorageTable:
@@ -410,36 +368,39 @@ class _StorageTable:
 
     def __call__(self, pid):
         if not isinstance(pid, tuple) or not pid:
-            raise _Fail("unexpected persistent id in pickle (not a PyTorch file?)")
+            raise Fail("unexpected persistent id in pickle (not a PyTorch file?)")
         typename = _decode(pid[0])
         if typename == "module":
-            raise _Refused("the file holds a pickled model object (torch.save(model)), not a state dict; "
-                           "save model.state_dict() instead")
+            raise Refused("the file holds a pickled model object (torch.save(model)), not a state dict; "
+                          "save model.state_dict() instead")
         if typename != "storage":
-            raise _Fail(f"unknown persistent id type {typename!r}")
+            raise Fail(f"unknown persistent id type {typename!r}")
         if self.legacy:
             if len(pid) != 6:
-                raise _Fail("malformed storage record in legacy pickle")
+                raise Fail("malformed storage record in legacy pickle")
             _, stype, key, location, numel, view_meta = pid
         else:
             if len(pid) != 5:
-                raise _Fail("malformed storage record in zip pickle")
+                raise Fail("malformed storage record in zip pickle")
             _, stype, key, location, numel = pid
             view_meta = None
-        if not isinstance(stype, _StorageType):
-            raise _Fail(f"storage of unsupported type {stype!r}")
+        if not (isinstance(stype, _TorchName) and stype.kind == "storage"):
+            raise Fail(f"storage of unsupported type {stype!r}")
         key = _decode(key)
+        if not isinstance(key, str) or type(numel) is not int or numel < 0:
+            raise Fail("storage record with an invalid key or size (corrupt file)")
         st = self.storages.get(key)
         if st is None:
-            if not isinstance(numel, int) or numel < 0:
-                raise _Fail("storage with an invalid size (corrupt file)")
             st = self.storages[key] = _Storage(key, stype.dtype, numel, _decode(location))
         if view_meta is not None:
+            if not (isinstance(view_meta, tuple) and len(view_meta) == 3):
+                raise Fail("malformed storage view in legacy pickle")
             view_key, offset, view_size = view_meta
             view_key = _decode(view_key)
             if view_key not in self.views:
-                if offset < 0 or view_size < 0 or offset + view_size > st.numel:
-                    raise _Fail("storage view outside its root storage (corrupt file)")
+                if type(offset) is not int or type(view_size) is not int or offset < 0 or view_size < 0 \
+                        or offset + view_size > st.numel:
+                    raise Fail("storage view outside its root storage (corrupt file)")
                 self.views[view_key] = _StorageView(st, offset, view_size)
             return self.views[view_key]
         return st
@@ -454,7 +415,7 @@ def _sniff(f):
 def _open_format(f):
     head = _sniff(f)
     if not head:
-        raise _Fail("file is empty")
+        raise Fail("file is empty")
     if head[:4] in (b"PK\x03\x04", b"PK\x05\x06"):
         return "torch-zip"
     if head[:1] == b"\x80":
@@ -493,129 +454,125 @@ def _describe_unknown(f):
             f"expected a zip archive or a pickle)")
 
 
-def _load_legacy(f):
-    up = _RestrictedUnpickler(f)
-    magic = up.load()
-    if magic != LEGACY_MAGIC_NUMBER:
-        raise _Fail("invalid magic number (corrupt file)")
-    version = _RestrictedUnpickler(f).load()
+def _load_legacy(reader, budget):
+    if _unpickle(reader, budget) != LEGACY_MAGIC_NUMBER:
+        raise Fail("invalid magic number (corrupt file)")
+    version = _unpickle(reader, budget)
     if version != LEGACY_PROTOCOL_VERSION:
-        raise _Fail(f"unsupported legacy protocol version {version!r}")
-    sys_info = _RestrictedUnpickler(f).load()
+        raise Fail(f"unsupported legacy protocol version {version!r}")
+    sys_info = _unpickle(reader, budget)
     big_endian = isinstance(sys_info, dict) and sys_info.get("little_endian", True) is False
     table = _StorageTable(legacy=True)
-    obj = _RestrictedUnpickler(f, table).load()
-    keys = _RestrictedUnpickler(f).load()
+    obj = _unpickle(reader, budget, table)
+    keys = _unpickle(reader, budget)
     if not isinstance(keys, list):
-        raise _Fail("storage key list missing (corrupt file)")
+        raise Fail("storage key list missing (corrupt file)")
     for key in keys:
         key = _decode(key)
-        st = table.storages.get(key)
+        st = table.storages.get(key) if isinstance(key, str) else None
         if st is None:
-            raise _Fail(f"storage {key!r} listed but never used by the pickle (corrupt file)")
-        hdr = f.read(8)
-        if len(hdr) != 8:
-            raise _Fail(f"file is truncated: storage {key!r} is missing")
-        numel = struct.unpack(">q" if big_endian else "<q", hdr)[0]
-        nbytes = numel * _raw_dtype(st.dtype).itemsize
-        _read_storage(f, st, nbytes, big_endian, f"storage {key!r}")
+            raise Fail(f"storage {key!r} listed but never used by the pickle (corrupt file)")
+        numel, = struct.unpack(">q" if big_endian else "<q", reader.read(8))
+        _read_storage(st, numel * _element_size(st.dtype), big_endian, f"storage {key!r}", budget,
+                      reader.readinto)
     missing = [k for k, s in table.storages.items() if s.data is None]
     if missing:
-        raise _Fail(f"storage {missing[0]!r} is used but has no data (corrupt file)")
+        raise Fail(f"storage {missing[0]!r} is used but has no data (corrupt file)")
     return obj
 
 
-def _zip_data_offset(f, info):
+def _zip_data_offset(reader, info):
     """Absolute offset of a STORED member's bytes (local header is 30 bytes + name + extra)."""
-    f.seek(info.header_offset)
-    hdr = f.read(30)
-    if len(hdr) != 30 or hdr[:4] != b"PK\x03\x04":
-        raise _Fail(f"zip member {info.filename!r} has a bad local header (corrupt file)")
+    reader.seek(info.header_offset)
+    hdr = reader.read(30)
+    if hdr[:4] != b"PK\x03\x04":
+        raise Fail(f"zip member {info.filename!r} has a bad local header (corrupt file)")
     name_len, extra_len = struct.unpack("<HH", hdr[26:30])
     return info.header_offset + 30 + name_len + extra_len
 
 
-def _load_zip(f):
+def _open_member(zf, info):
+    if info.flag_bits & 0x1:
+        raise Fail(f"zip member {info.filename!r} is encrypted")
+    if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+        raise Fail(f"zip member {info.filename!r} uses an unsupported compression method "
+                   f"({info.compress_type}; stored or deflated only)")
+    return zf.open(info)
+
+
+def _member_bytes(zf, info, budget):
+    """A small zip member's bytes; inflating stops at its declared size, charged to ``budget`` first."""
+    budget.charge(info.file_size, f"zip member {info.filename!r}")
+    with _open_member(zf, info) as m:
+        data = m.read(info.file_size)
+    if len(data) != info.file_size:
+        raise Fail(f"zip member {info.filename!r} is truncated")
+    return data
+
+
+def _member_into(zf, info, out):
+    """Inflate zip member ``info`` into ``out`` (exactly its declared size), one chunk at a time."""
+    mv = memoryview(out).cast("B")
+    got = 0
+    with _open_member(zf, info) as m:
+        while got < mv.nbytes:
+            chunk = m.read(min(_CHUNK, mv.nbytes - got))
+            if not chunk:
+                raise Fail(f"zip member {info.filename!r} is truncated")
+            mv[got:got + len(chunk)] = chunk
+            got += len(chunk)
+
+
+def _load_zip(reader, budget):
     try:
-        zf = zipfile.ZipFile(f)
+        zf = zipfile.ZipFile(reader)
     except zipfile.BadZipFile as e:
-        raise _Fail(f"truncated or corrupt zip archive ({e})")
+        raise Fail(f"truncated or corrupt zip archive ({e})")
     with zf:
-        names = zf.namelist()
-        pkl = [n for n in names if n == "data.pkl" or n.endswith("/data.pkl")]
+        infos = {i.filename: i for i in zf.infolist()}
+        pkl = [n for n in infos if n == "data.pkl" or n.endswith("/data.pkl")]
         if not pkl:
-            if any(n.endswith("/code/") or "/code/" in n for n in names):
-                raise _Fail("this is a TorchScript archive (torch.jit.save), not a state dict")
-            raise _Fail("zip archive without data.pkl: not a PyTorch checkpoint")
+            if any(n.endswith("/code/") or "/code/" in n for n in infos):
+                raise Fail("this is a TorchScript archive (torch.jit.save), not a state dict")
+            raise Fail("zip archive without data.pkl: not a PyTorch checkpoint")
         pkl = min(pkl, key=len)
         prefix = pkl[: -len("data.pkl")]
-        if any(n.startswith(prefix + "code/") for n in names):
-            raise _Fail("this is a TorchScript archive (torch.jit.save), not a state dict")
+        if any(n.startswith(prefix + "code/") for n in infos):
+            raise Fail("this is a TorchScript archive (torch.jit.save), not a state dict")
         big_endian = False
-        if prefix + "byteorder" in names:
-            order = zf.read(prefix + "byteorder")
+        if prefix + "byteorder" in infos:
+            order = _member_bytes(zf, infos[prefix + "byteorder"], budget)
             if order not in (b"little", b"big"):
-                raise _Fail(f"unknown byte order {order!r}")
+                raise Fail(f"unknown byte order {order[:16]!r}")
             big_endian = order == b"big"
         try:
-            data_pkl = zf.read(pkl)
+            data_pkl = _member_bytes(zf, infos[pkl], budget)
         except (zipfile.BadZipFile, zlib.error) as e:
-            raise _Fail(f"corrupt zip member {pkl!r} ({e})")
+            raise Fail(f"corrupt zip member {pkl!r} ({e})")
         table = _StorageTable(legacy=False)
-        obj = _RestrictedUnpickler(io.BytesIO(data_pkl), table).load()
-        infos = {i.filename: i for i in zf.infolist()}
+        obj = _unpickle(Reader(io.BytesIO(data_pkl), len(data_pkl)), budget, table)
         for key, st in table.storages.items():
             name = f"{prefix}data/{key}"
             info = infos.get(name)
             if info is None:
-                raise _Fail(f"storage record {name!r} is missing from the archive (corrupt file)")
+                raise Fail(f"storage record {name!r} is missing from the archive (corrupt file)")
             what = f"storage record {name!r}"
-            if info.compress_type == zipfile.ZIP_STORED:
-                f.seek(_zip_data_offset(f, info))
-                arr = _read_storage(f, st, info.file_size, big_endian, what)
-                if zlib.crc32(memoryview(arr).cast("B")) != info.CRC:
-                    raise _Fail(f"{what} fails its CRC check (corrupt file)")
+            if info.compress_type == zipfile.ZIP_STORED and info.compress_size == info.file_size:
+                def read_stored(out, info=info, what=what):  # straight from the file, as torch wrote it
+                    reader.seek(_zip_data_offset(reader, info))
+                    reader.readinto(out)
+                    if zlib.crc32(out) != info.CRC:
+                        raise Fail(f"{what} fails its CRC check (corrupt file)")
+
+                _read_storage(st, info.file_size, big_endian, what, budget, read_stored)
             else:  # not written by torch, but a re-zipped archive is still a valid zip
-                buf = zf.read(name)
-                _read_storage(io.BytesIO(buf), st, len(buf), big_endian, what)
+                _read_storage(st, info.file_size, big_endian, what, budget,
+                              lambda out, info=info: _member_into(zf, info, out))
         return obj
 
 
-def _load_pickle(f):
-    obj = _RestrictedUnpickler(f).load()
-    return obj
-
-
-def _materialize(obj, max_bytes=None, seen=None):
-    """Replace every _TensorRef in nested dicts/lists/tuples by its numpy array (in place where possible)."""
-    if isinstance(obj, _TensorRef):
-        return obj.materialize(max_bytes)
-    if isinstance(obj, (_Storage, _StorageView)):
-        raise _Fail("the file holds a bare storage object, which is not supported")
-    if seen is None:
-        seen = set()
-    if isinstance(obj, (dict, list, tuple)):
-        if id(obj) in seen:
-            return obj
-        seen.add(id(obj))
-    if isinstance(obj, dict):
-        for k, v in obj.items():
-            nv = _materialize(v, max_bytes, seen)
-            if nv is not v:
-                obj[k] = nv
-        return obj
-    if isinstance(obj, list):
-        for i, v in enumerate(obj):
-            nv = _materialize(v, max_bytes, seen)
-            if nv is not v:
-                obj[i] = nv
-        return obj
-    if isinstance(obj, tuple):
-        items = [_materialize(v, max_bytes, seen) for v in obj]
-        if any(a is not b for a, b in zip(items, obj)):
-            return type(obj)(items) if type(obj) is tuple else tuple(items)
-        return obj
-    return obj
+def _load_pickle(reader, budget):
+    return _unpickle(reader, budget)
 
 
 def _check_path(path):
@@ -635,7 +592,7 @@ def _with_errors(path, fn):
             return fn(f)
     except CheckpointError:
         raise
-    except _Fail as e:
+    except Fail as e:
         raise CheckpointError(path, str(e)) from None
     except PermissionError as e:
         raise CheckpointError(path, f"cannot read: {e.strerror}") from None
@@ -658,12 +615,15 @@ def detect_format(path):
     def run(f):
         fmt = _open_format(f)
         if fmt == "torch-tar":
-            raise _Fail("PyTorch tar format (torch < 0.1.10) is not supported")
+            raise Fail("PyTorch tar format (torch < 0.1.10) is not supported")
         if fmt == "unknown":
-            raise _Fail(_describe_unknown(f))
+            raise Fail(_describe_unknown(f))
         return fmt
 
     return _with_errors(path, run)
+
+
+_LOADERS = {"torch-zip": _load_zip, "torch-legacy": _load_legacy, "pickle": _load_pickle}
 
 
 def load_checkpoint(path):
@@ -672,20 +632,14 @@ def load_checkpoint(path):
 
     def run(f):
         fmt = _open_format(f)
-        if fmt == "torch-zip":
-            obj = _load_zip(f)
-        elif fmt == "torch-legacy":
-            obj = _load_legacy(f)
-        elif fmt == "pickle":
-            obj = _load_pickle(f)
-        elif fmt == "torch-tar":
-            raise _Fail("PyTorch tar format (torch < 0.1.10) is not supported")
-        else:
-            raise _Fail(_describe_unknown(f))
-        # no tensor may be larger than the file allows, except through stride-0 expansion of a small storage
-        # (legal in torch, absurd in a weights file); the cap keeps a hostile file from exhausting memory
-        max_bytes = 8 * os.fstat(f.fileno()).st_size + (256 << 20)
-        return _materialize(obj, max_bytes), fmt
+        if fmt == "torch-tar":
+            raise Fail("PyTorch tar format (torch < 0.1.10) is not supported")
+        if fmt not in _LOADERS:
+            raise Fail(_describe_unknown(f))
+        size = os.fstat(f.fileno()).st_size
+        budget = Budget(size)
+        obj = _LOADERS[fmt](Reader(f, size), budget)
+        return materialize(obj, budget), fmt
 
     return _with_errors(path, run)
 
@@ -712,7 +666,7 @@ def _is_array_dict(obj):
 def find_state_dict(obj):
     """Return ``(state_dict, wrapper_key)`` for a dict of arrays, or a dict wrapping one under a WRAPPER_KEYS key.
 
-    Raises _Fail (internal) when there is none.
+    Raises Fail (internal) when there is none.
     """
     if _is_array_dict(obj):
         return obj, None
@@ -723,21 +677,37 @@ def find_state_dict(obj):
         keys = [repr(k) for k in list(obj)[:6]]
         bad = [k for k, v in obj.items() if not isinstance(v, np.ndarray)][:3]
         hint = f"; non-tensor entries: {', '.join(map(repr, bad))}" if bad and len(bad) < len(obj) else ""
-        raise _Fail(f"no state dict found: a dict with keys {', '.join(keys)}{'...' if len(obj) > 6 else ''} "
-                    f"that is neither name->tensor nor wraps one under {'/'.join(WRAPPER_KEYS)}{hint}")
-    raise _Fail(f"no state dict found: the file holds a {type(obj).__name__}, not a dict of tensors")
+        raise Fail(f"no state dict found: a dict with keys {', '.join(keys)}{'...' if len(obj) > 6 else ''} "
+                   f"that is neither name->tensor nor wraps one under {'/'.join(WRAPPER_KEYS)}{hint}")
+    raise Fail(f"no state dict found: the file holds a {type(obj).__name__}, not a dict of tensors")
 
 
-def read_state_dict(path):
+def _check_finite(state, wrapper):
+    """Fail naming the first floating-point tensor with NaN or infinite values."""
+    for key, value in state.items():
+        if value.dtype.kind != "f":
+            continue
+        finite = np.isfinite(value)
+        if not finite.all():
+            name = f"{wrapper}/{key}" if wrapper else key
+            raise Fail(f"key {name!r} holds {finite.size - np.count_nonzero(finite):,} non-finite values (NaN or "
+                       f"infinity), which would make every output black; allow_nonfinite=True "
+                       f"(--allow-nonfinite) loads them anyway")
+
+
+def read_state_dict(path, allow_nonfinite=False):
     """Read ``path`` (any supported format) and return ``(OrderedDict[name, np.ndarray], CheckpointInfo)``.
 
     Unwraps ``{"state_dict"|"model"|"net": {...}}`` and strips a ``module.`` prefix carried by every key.
+    Floating-point tensors holding NaN or infinity are refused unless ``allow_nonfinite``.
     """
     obj, fmt = load_checkpoint(path)
     path = os.fspath(path)
     try:
         state, wrapper = find_state_dict(obj)
-    except _Fail as e:
+        if not allow_nonfinite:
+            _check_finite(state, wrapper)
+    except Fail as e:
         raise CheckpointError(path, str(e)) from None
     meta = obj.get("meta") if wrapper and isinstance(obj.get("meta"), dict) else {}
     stripped = ""

@@ -61,6 +61,8 @@ def build_parser():
     p.add_argument("--gt", help="HR ground truth in the same layout as the input; turns on PSNR/SSIM")
     p.add_argument("--model", help="weights: a .pkl from tools/convert_weights.py, an upstream PyTorch .pt, or a "
                                    f"trainer checkpoint (default: {MODEL_DIR}/{DEFAULT_CHECKPOINT}.pkl, else .pt)")
+    p.add_argument("--allow-nonfinite", action="store_true",
+                   help="load weights holding NaN or infinity (refused by default: they give black frames)")
     p.add_argument("--preset", choices=sorted(PRESETS), help="upstream quick-test set: input, GT, checkpoint and "
                                                              "run name from the upstream layout under --data-root")
     p.add_argument("--data-root", default="dataset", help="folder holding the upstream test sets (default: dataset)")
@@ -144,7 +146,7 @@ def describe_weights(path):
     return f"weights {path}"
 
 
-def build_model(path, log):
+def build_model(path, log, allow_nonfinite=False):
     """PWC_Recons with the weights of ``path``, built in the configuration the file records (the released one
     for upstream files), or the released configuration untrained (seed 0) when ``path`` is None."""
     from . import runtime
@@ -156,7 +158,7 @@ def build_model(path, log):
         jt.set_global_seed(0)
         return ModelConfig().build()
     start = time.perf_counter()
-    net, info, config = load_model(path)
+    net, info, config = load_model(path, allow_nonfinite)
     log(f"Loaded {info['keys']} tensors ({info['params']:,} parameters, {info['format']}, {config.describe()}) "
         f"from {path} in {time.perf_counter() - start:.1f}s")
     return net
@@ -518,7 +520,7 @@ def _run(args, model, model_path, untrained, videos, gt_pairs, run_dir, log, dem
             f"{metrics.CROP_BORDER}-pixel border crop; totals pooled over all frames (upstream)")
     if args.tile:
         log(f"tiles: {args.tile}x{args.tile} LR pixels, overlap {args.tile_overlap}")
-    net = model if model is not None else build_model(model_path, log)
+    net = model if model is not None else build_model(model_path, log, args.allow_nonfinite)
     runner = Runner(args, net, log, run_dir)
     complete = False
     try:

@@ -143,16 +143,17 @@ def check_state(state, kind, expected=None):
     return rep
 
 
-def read_weights(path, kind="auto"):
+def read_weights(path, kind="auto", allow_nonfinite=False):
     """Read any supported weights file; return ``(state, kind, info)`` with keys in this project's naming.
 
     ``state`` is an OrderedDict key -> numpy array (dtype as stored in the file). For ``kind="pwc"`` the keys
     are the PWC-Net's own (``moduleExtractor...``), ``net*`` naming mapped to ``module*``. Raises
-    CheckpointError. Keys are not checked here (see ``check_state``).
+    CheckpointError, also for NaN or infinite weights unless ``allow_nonfinite``. Keys are not checked here
+    (see ``check_state``).
     """
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, not {kind!r}")
-    state, info = read_state_dict(path)
+    state, info = read_state_dict(path, allow_nonfinite=allow_nonfinite)
     if kind == "auto":
         kind = detect_kind(state)
     if kind == "pwc":
@@ -166,29 +167,29 @@ def read_weights(path, kind="auto"):
     return state, kind, info
 
 
-def load_weights(model, path, kind="auto"):
+def load_weights(model, path, kind="auto", allow_nonfinite=False):
     """Load a weights file strictly into ``model`` (a ``PWC_Recons``).
 
     ``path``: a converted ``.pkl``, a PyTorch file (zip or legacy format, any extension), or a checkpoint of
     this project's trainer (a pickle whose payload is a dict of arrays, or wraps one under
     ``state_dict``/``model``/``net``). ``kind="pwc"`` (or auto-detected PWC-Net keys) loads into
     ``model.flow_net.moduleNetwork`` only. Arrays are cast to the parameters' dtype (fp16/fp64 files load
-    into float32 parameters).
+    into float32 parameters). Weights holding NaN or infinity are refused unless ``allow_nonfinite``.
 
     Returns a dict ``{"kind", "format", "keys", "params", "target"}``. Raises CheckpointError (one line naming
     the file) when the file cannot be read or its keys/shapes do not match the model; the strict loader's
     StateDictMismatch is kept as ``__cause__``.
     """
-    state, kind, info = read_weights(path, kind)
+    state, kind, info = read_weights(path, kind, allow_nonfinite)
     return _load_state(model, state, kind, info, path)
 
 
-def load_model(path):
+def load_model(path, allow_nonfinite=False):
     """(network, load info, ModelConfig) for a full-model weights file: the network is built in the
     configuration the file records (the released one when it records none), then loaded strictly."""
     from .config import ModelConfig
 
-    state, kind, info = read_weights(path, "full")
+    state, kind, info = read_weights(path, "full", allow_nonfinite)
     try:
         config = ModelConfig.from_meta(info.meta)
     except ValueError as e:

@@ -4,6 +4,7 @@ must read back bit-exactly; hostile or broken files must fail with one line nami
 import hashlib
 import os
 import pickle
+import random
 import subprocess
 import sys
 import zipfile
@@ -71,8 +72,9 @@ def files(tmp_path_factory, full_state, pwc_state):
 
 
 def run_convert(*args):
+    """tools/convert_weights.py on this checkout's package (not an installed copy)."""
     return subprocess.run([sys.executable, CONVERT, *map(str, args)], capture_output=True, text=True,
-                          cwd=ROOT, timeout=120)
+                          cwd=ROOT, timeout=120, env=dict(os.environ, PYTHONPATH=ROOT))
 
 
 def assert_one_line_error(proc, path):
@@ -261,8 +263,9 @@ def test_reading_is_by_content_not_extension(tmp_path, files, full_state):
 @pytest.mark.parametrize("protocol", [2, 4, 5])
 def test_trainer_checkpoint_pickle(tmp_path, full_state, protocol):
     sd = OrderedDict((k, v.numpy()) for k, v in full_state.items())
+    rng = {"python": random.Random(4).getstate(), "numpy": np.random.RandomState(4).get_state()}  # as train.py
     ckpt = {"model": sd, "epoch": 3, "optimizer": {"step": np.int64(40), "m": [np.zeros(3, np.float32)]},
-            "psnr_log": [30.5, 31.25], "best": (np.float64(31.25), 2), "rng": {1, 2}}
+            "psnr_log": [30.5, 31.25], "best": (np.float64(31.25), 2), "rng": rng}
     path = tmp_path / "trainer_ckpt.pkl"
     with open(path, "wb") as f:
         pickle.dump(ckpt, f, protocol=protocol)
@@ -271,7 +274,9 @@ def test_trainer_checkpoint_pickle(tmp_path, full_state, protocol):
     assert list(state) == list(sd) and all(np.array_equal(state[k], sd[k]) and state[k].dtype == sd[k].dtype
                                            for k in sd)
     whole, _ = load_checkpoint(path)
-    assert whole["optimizer"]["step"] == 40 and whole["best"][1] == 2 and whole["rng"] == {1, 2}
+    assert whole["optimizer"]["step"] == 40 and whole["best"][1] == 2
+    assert whole["rng"]["python"] == rng["python"] and whole["rng"]["numpy"][0] == "MT19937"
+    assert all(np.array_equal(a, b) for a, b in zip(whole["rng"]["numpy"], rng["numpy"]))
 
 
 # ------------------------------------------------------------------------------------------- hostile files

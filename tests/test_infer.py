@@ -296,6 +296,14 @@ def test_cli_model_errors(tmp_path, capsys, monkeypatch):
         pickle.dump(small, f)
     code, _, err = run_cli([inp, "--model", "small.pkl"], None, capsys)
     assert code == 2 and err.startswith("infer: error: small.pkl: ") and "do not match" in err
+    small["in_conv.0.weight"][0, 0, 0, 0] = np.inf
+    with open(tmp_path / "inf.pkl", "wb") as f:
+        pickle.dump(small, f)
+    code, _, err = run_cli([inp, "--model", "inf.pkl"], None, capsys)
+    assert code == 2 and err == "infer: error: inf.pkl: key 'in_conv.0.weight' holds 1 non-finite values (NaN or " \
+        "infinity), which would make every output black; allow_nonfinite=True (--allow-nonfinite) loads them anyway\n"
+    code, _, err = run_cli([inp, "--model", "inf.pkl", "--allow-nonfinite"], None, capsys)
+    assert code == 2 and err.startswith("infer: error: inf.pkl: ") and "do not match" in err
 
 
 def write_png16_rgb(path, img):
@@ -380,7 +388,7 @@ def test_write_png_is_atomic(tmp_path, monkeypatch):
 def test_demo_untrained(tmp_path, tiny, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)  # no pretrain_models/ here
     monkeypatch.setattr(infer, "DEMO_WEIGHTS", str(tmp_path / "no_demo_weights.pkl"))
-    monkeypatch.setattr(infer, "build_model", lambda path, log: tiny)
+    monkeypatch.setattr(infer, "build_model", lambda path, log, allow_nonfinite: tiny)
     code, stdout, _ = run_cli(["--demo", "--output", tmp_path, "--quiet"], None, capsys)
     lines = stdout.strip().splitlines()
     assert code == 0, stdout

@@ -40,7 +40,7 @@ def weights(tmp_path_factory):
     torch.save(state, files["pt"], _use_new_zipfile_serialization=False)
     files["pkl"] = str(d / "self_blind_vsr_random.pkl")
     proc = subprocess.run([sys.executable, CONVERT, files["pt"], files["pkl"]], capture_output=True, text=True,
-                          timeout=300)
+                          timeout=300, env=dict(os.environ, PYTHONPATH=ROOT))
     assert proc.returncode == 0, proc.stderr
     files["trainer"] = str(d / "model_latest.pkl")
     with open(files["trainer"], "wb") as f:
@@ -128,3 +128,45 @@ def test_mismatched_file_is_refused_and_model_untouched(weights, tmp_path):
     junk.write_text("not weights\n")
     with pytest.raises(CheckpointError, match="text file"):
         load_weights(model, junk)
+
+
+class _ObjectArrayOverBytes:
+    """Pickles as ``numpy.ndarray(shape, dtype('O8'), buffer=b'AAAA...')``: an object array whose pointers are
+    the file's own bytes (reading it crashed the process in the float32 cast)."""
+
+    def __init__(self, shape):
+        self.shape = shape
+
+    def __reduce__(self):
+        return (np.ndarray, (self.shape, np.dtype("O8"), b"A" * 8 * int(np.prod(self.shape))))
+
+
+def test_unusable_values_are_refused_naming_the_key(weights, tmp_path):
+    """Each bad value in one correctly shaped key of a full state dict: one line naming the key (the forbidden
+    ndarray call is refused before any key is read), the model untouched; NaN loads with allow_nonfinite."""
+    state, _ = weights
+    key = "in_conv.0.weight"
+    shape = tuple(state[key].shape)
+    nan = state[key].numpy().copy()
+    nan[0, 0, 0, 0] = np.nan
+    cases = [(_ObjectArrayOverBytes(shape), "refused to unpickle: the file calls numpy.ndarray"),
+             (np.full(shape, None, dtype=object), f"key '{key}': numpy dtype 'O8' is not supported"),
+             (np.ones(shape, np.complex64), f"key '{key}': numpy dtype 'c8' is not supported"),
+             (np.full(shape, "0.5"), f"key '{key}': numpy dtype 'U3' is not supported"),
+             (nan, f"key '{key}' holds 1 non-finite values")]
+    model = PWC_Recons()
+    before = params(model)
+    path = str(tmp_path / "bad.pkl")
+    for value, problem in cases:
+        sd = OrderedDict((k, v.numpy()) for k, v in state.items())
+        sd[key] = value
+        with open(path, "wb") as f:
+            pickle.dump(sd, f, protocol=4)
+        with pytest.raises(CheckpointError) as e:
+            load_weights(model, path)
+        msg = str(e.value)
+        assert msg.startswith(f"{path}: ") and "\n" not in msg and problem in msg, msg
+        after = params(model)
+        assert all(bits_equal(after[k], before[k]) for k in before)
+    load_weights(model, path, allow_nonfinite=True)
+    assert bits_equal(params(model)[key], nan)

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Convert upstream PyTorch weights to a plain pickle of numpy arrays, without PyTorch.
 
-    python tools/convert_weights.py IN OUT.pkl [--kind auto|full|pwc] [--allow-partial] [--force]
+    python tools/convert_weights.py IN OUT.pkl [--kind auto|full|pwc] [--allow-partial] [--allow-nonfinite] [--force]
 
 IN may be any PyTorch checkpoint (zip format of torch >= 1.6 or the legacy format of torch < 1.6, e.g. the
 upstream ``self_blind_vsr_*.pt`` and PWC-Net's ``network-default.pytorch``), whatever its extension.
@@ -11,18 +11,20 @@ Python >= 3.8; arrays keep the file's dtype). ``meta`` records the source file n
 the kind, the key and parameter counts. Every key and shape is checked against the model's table
 (``jittor_sbvsr/state_dict_keys.tsv``): any missing, unexpected or mis-shaped key is an error, except that
 ``--allow-partial`` accepts missing keys. ``--kind pwc`` takes the 126-key PWC-Net file in the original
-``module*`` naming or the later ``net*`` naming (written out in ``module*`` naming).
+``module*`` naming or the later ``net*`` naming (written out in ``module*`` naming). Weights holding NaN or
+infinity are refused unless ``--allow-nonfinite``.
 
-OUT is never overwritten unless ``--force``; it is written to a temporary file in the same folder and renamed
-into place, so an interrupted run leaves no partial file. Errors are one line on stderr,
+OUT is never overwritten unless ``--force``; it is written to a temporary file in the same folder (created with
+the permissions the umask gives any new file) and renamed into place, so an interrupted run leaves no partial
+file. Errors are one line on stderr,
 ``convert_weights: error: <file>: <reason>``, with exit status 2.
 """
 import argparse
 import hashlib
 import os
 import pickle
+import secrets
 import sys
-import tempfile
 import time
 from collections import Counter, OrderedDict
 
@@ -59,7 +61,9 @@ def sha256_of(path, chunk=1 << 20):
 def write_atomic(obj, out, force):
     """Pickle ``obj`` to a temporary file next to ``out``, then move it into place."""
     folder = os.path.dirname(os.path.abspath(out))
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(out) + ".", suffix=".tmp", dir=folder)
+    tmp = os.path.join(folder, f".{os.path.basename(out)}.{secrets.token_hex(4)}.tmp")
+    # not tempfile.mkstemp: its files are 0600, the output must get 0666 minus the umask like any other
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(fd, "wb") as f:
             pickle.dump(obj, f, protocol=5)  # 5: arrays are written from their own buffers, no copies
@@ -89,6 +93,8 @@ def parse_args(argv):
                    help="full: the 272-key PWC_Recons model; pwc: the 126-key PWC-Net file; "
                         "auto (default): pwc when every key is a PWC-Net key")
     p.add_argument("--allow-partial", action="store_true", help="accept a file with missing keys")
+    p.add_argument("--allow-nonfinite", action="store_true",
+                   help="accept weights holding NaN or infinity (refused by default: they give black frames)")
     p.add_argument("--force", action="store_true", help="overwrite OUT if it exists")
     return p.parse_args(argv)
 
@@ -106,7 +112,7 @@ def convert(args):
     if not os.path.isdir(out_dir):
         raise ConvertError(out, f"output folder {out_dir} does not exist")
 
-    state, kind, info = read_weights(src, args.kind)
+    state, kind, info = read_weights(src, args.kind, args.allow_nonfinite)
     report = check_state(state, kind)
     if not report.ok(allow_missing=args.allow_partial):
         model = "the PWC-Net (126 keys)" if kind == "pwc" else "the full Self-Blind-VSR model (272 keys)"
