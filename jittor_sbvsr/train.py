@@ -13,6 +13,8 @@ from . import runtime
 from .checkpoint import CheckpointError
 from .config import ModelConfig
 from .data import BlurDownTrainSet, HRLRValSet
+from .data.train_set import pad_kernel
+from .degrade import fspecial_gaussian
 from .state_dict import load_state_dict_strict
 from .trainer import Experiment, ExperimentError, Trainer, TrainingError, make_optimizer, parse_args
 from .trainer.options import build_parser
@@ -33,11 +35,20 @@ def resolve(argv):
 
 
 def init_weights(model, args):
-    """Fresh run: the whole model from --pre-train, else PWC-Net from --pwc-weights (or random).
-    Returns the line to log."""
+    """Fresh run: the whole model from --pre-train, else PWC-Net from --pwc-weights (or random) and KernelNet
+    from --kernel-init-sigma (or random). Returns the lines to log."""
     if args.pre_train:
         info = load_weights(model, args.pre_train, kind="full")
-        return f"initialised the whole model from {args.pre_train} ({info['keys']} tensors)"
+        return [f"initialised the whole model from {args.pre_train} ({info['keys']} tensors)"]
+    lines = [init_flow(model, args)]
+    if args.kernel_init_sigma:
+        model.kernel_net.start_from_kernel(pad_kernel(fspecial_gaussian(args.kernel_init_sigma)))
+        lines.append(f"KernelNet starts near a Gaussian of sigma {args.kernel_init_sigma} (--kernel-init-sigma)")
+    return lines
+
+
+def init_flow(model, args):
+    """PWC-Net from --pwc-weights, random, or random with zero flow; returns the line to log."""
     if args.random_flow_init:
         return "PWC-Net starts from random weights (--random-flow-init)"
     if args.zero_flow_init:
@@ -89,9 +100,10 @@ def run(argv=None):
         exp.write_config(vars(args))
         exp.log(f"resumed {exp.path} after epoch {state['epoch']}")
     else:
-        note = init_weights(model, args)
+        notes = init_weights(model, args)
         exp = Experiment.create(os.path.join(args.experiment_dir, args.save), vars(args), writer=writer)
-        exp.log(note)
+        for note in notes:
+            exp.log(note)
         history, start = [], 1
     exp.log(runtime.report() + (f" | {jt.world_size} MPI processes" if jt.in_mpi else ""))
     n_params = sum(int(np.prod(p.shape)) for p in model.parameters())

@@ -92,6 +92,22 @@ class KernelNet(nn.Module):
         taps = ksize * ksize
         self.fc_net = nn.Sequential(nn.Linear(taps, 1000), nn.Linear(1000, taps), nn.Softmax(dim=1))
 
+    def start_from_kernel(self, kernel, input_weight=0.1):
+        """Make the estimate start near ``kernel`` [ksize, ksize] for every input: the last linear layer's bias
+        becomes log(kernel) (the softmax turns it back into the kernel) and its weights are scaled by
+        ``input_weight``, so the input still moves the estimate, at first a little.
+
+        Why: from the default initialisation the estimate is a uniform 13x13 box, and on a CPU budget (large
+        learning rate, few steps) the kernel priors and the reconstruction loss drive it to a single tap within
+        a few dozen steps, where the softmax saturates and it stays: the network then learns to undo plain
+        decimation and never learns to deblur. Starting from a plausible blur avoids that trap.
+        """
+        last = self.fc_net[1]
+        floor = np.float32(1e-6)
+        logits = np.log(np.maximum(np.asarray(kernel, np.float32).reshape(-1), floor))
+        last.bias.assign(jt.array(logits - logits.mean()))
+        last.weight.assign(last.weight * input_weight)
+
     def execute(self, x):
         b = x.shape[0]
         x = self.body2(self.global_pool(self.body1(self.in_conv(x))))

@@ -23,7 +23,7 @@ TEMPLATES = {
         "save": "Demo_CPU", "kernel": "gaussian",
         "data_train": "dataset/demo_clips/train", "data_val": "dataset/demo_clips/val",
         "patch_size": 32, "batch_size": 4, "n_threads": 1, "test_every": 100, "n_frames_per_video": 50,
-        "lr": 2e-4, "flow_lr": 2e-5, "lr_decay": 30, "epochs": 40, "zero_flow_init": True,
+        "lr": 2e-4, "flow_lr": 2e-5, "lr_decay": 30, "epochs": 40, "zero_flow_init": True, "kernel_init_sigma": 1.2,
         "n_feat": 64, "recons_rbs": 10,
     },
 }
@@ -58,6 +58,8 @@ def build_parser():
                       help="start PWC-Net from random weights instead of --pwc-weights")
     flow.add_argument("--zero-flow-init", action="store_true",
                       help="start PWC-Net from random weights whose flow output is exactly 0 (identity warps)")
+    g.add_argument("--kernel-init-sigma", type=float, default=None, metavar="SIGMA",
+                   help="start KernelNet's estimate near a Gaussian of this sigma instead of a uniform 13x13 box")
     g.add_argument("--pre-train", default=None, help="initialise the whole model from these weights")
     g = p.add_argument_group("optimisation")
     g.add_argument("--batch-size", type=int, default=8, help="samples per forward pass (per process)")
@@ -111,6 +113,8 @@ def check(parser, args):
                  "n_feat", "test_every", "print_every"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1 (got {getattr(args, name)})")
+    if args.kernel_init_sigma is not None and not 0 < args.kernel_init_sigma <= 2.0:
+        parser.error("--kernel-init-sigma must be in (0, 2] (its kernel must fit 13x13)")
     if args.n_threads < 0:
         parser.error("--n-threads must be >= 0")
     if args.lr <= 0 or args.flow_lr < 0:
