@@ -23,7 +23,7 @@ TEMPLATES = {
         "save": "Demo_CPU", "kernel": "gaussian",
         "data_train": "dataset/demo_clips/train", "data_val": "dataset/demo_clips/val",
         "patch_size": 32, "batch_size": 4, "n_threads": 1, "test_every": 100, "n_frames_per_video": 50,
-        "lr": 2e-4, "flow_lr": 2e-5, "lr_decay": 30, "epochs": 40, "zero_flow_init": True, "kernel_init_sigma": 1.2,
+        "lr": 2e-4, "flow_lr": 2e-5, "lr_decay": 12, "epochs": 36, "zero_flow_init": True, "kernel_init_sigma": 1.2,
         "n_feat": 64, "recons_rbs": 10,
     },
 }
