@@ -1,7 +1,7 @@
 """Sliding-window super-resolution of a frame sequence with per-frame work done once.
 
 Every output frame is ``PWC_Recons`` applied to a window of 5 LR frames centred on it (upstream
-``gene_seq``, spec §3 step 3). A frame belongs to up to 5 windows, but its reconstruction features and its
+``gene_seq``). A frame belongs to up to 5 windows, but its reconstruction features and its
 PWC-Net feature pyramid depend on that frame alone, so ``WindowEngine`` computes them once when the frame
 arrives, keeps them while a window still needs them, and runs only the per-window part (flows to the
 neighbours, warping, fusion, reconstruction) for each centre. The result is value-for-value the output of
@@ -12,12 +12,17 @@ resolved as its own small video and the tiles are stitched, every output pixel t
 centre region holds it. Flow is then estimated per tile, so results near tile seams differ slightly from
 the untiled ones; the overlap keeps those differences small.
 """
+import time
+from dataclasses import dataclass
+
 import numpy as np
 
 from .runtime import jittor
+from .video_io import length_problem
 
 jt = jittor()
 N_SEQ = 5
+_WARMED = set()  # (network id, tiling, frame shape, kernel) already warmed up in this process
 
 
 def window_indices(centre, n, border):
@@ -79,8 +84,8 @@ class WindowEngine:
 
     Use: ``add(j, img)`` for each decoded frame (j >= 0, once), ``super_resolve(indices)`` per window,
     ``release_below(j)`` when no later window needs frames before j, ``kernel(indices)`` for the 13x13
-    blur kernel estimate (KernelNet on the full frames), ``reset()`` between videos; or ``restore_clip``
-    for all full windows of a clip.
+    blur kernel estimate (KernelNet on the full frames), ``reset()`` between videos; or ``stream`` (below),
+    the loop that drives it over a sequence of frames.
     """
 
     def __init__(self, net, tile=None, overlap=16):
@@ -140,16 +145,15 @@ class WindowEngine:
         """SR of every full window of an n-frame clip (centres 2..n-3, no border) -> list of float32
         [3, 4h, 4w]. ``frame(j)`` gives uint8 frame j and is asked once per frame; frames are released as
         soon as no later window needs them."""
-        outs = []
-        for centre in range(2, n - 2):
-            indices = window_indices(centre, n, border=False)
-            for j in indices:
-                if not self.has(j):
-                    self.add(j, frame(j))
-            outs.append(self.super_resolve(indices))
-            self.release_below(centre - 1)
-        self.reset()
-        return outs
+        return [w.recons for w in stream(self, (frame(j) for j in range(n)))]
+
+    def ensure_warm(self, img, kernel=False):
+        """``warm_up`` once per network and frame size in this process (Jittor's compiled operators are
+        shared by all engines), and once more when the kernel is first wanted."""
+        key = (id(self.net), self.tile, self.overlap, img.shape, kernel)
+        if key not in _WARMED:
+            self.warm_up(img, kernel)
+            _WARMED.add(key)
 
     def warm_up(self, img, kernel=False):
         """Run one window of 5 copies of ``img`` and discard it: Jittor compiles (or loads) its fused
@@ -169,3 +173,71 @@ class WindowEngine:
         with jt.no_grad():
             x = jt.concat([self._cache[j]["x"] for j in indices], dim=1)
             return self.net.kernel_net(x).numpy()[0, 0]
+
+
+class ClipTooShort(ValueError):
+    """A clip has too few frames for the windows asked for; ``n`` is its length."""
+
+    def __init__(self, n, problem):
+        self.n = n
+        super().__init__(problem)
+
+
+@dataclass
+class Window:
+    """One output frame of ``stream``: centre index, its window, SR float32 [3, 4h, 4w] (None when skipped),
+    kernel estimate (when asked), seconds spent decoding input for it and computing it."""
+    centre: int
+    indices: list
+    recons: np.ndarray = None
+    kernel: np.ndarray = None
+    decode_s: float = 0.0
+    forward_s: float = 0.0
+
+
+def stream(engine, frames, border=False, kernel=False, wanted=None, stop=None):
+    """The window loop: super-resolve a sequence of uint8 frames as they arrive, yielding a ``Window`` per
+    output frame in order. Frames are pulled from the iterable ``frames`` only 2 ahead of the centre and
+    dropped (from the engine too) once no later window needs them, so memory does not grow with the clip.
+
+    Without ``border`` centres 2..n-3 are restored, with it all (``window_indices``). ``wanted(centre)``
+    False skips the computation (the Window has no ``recons``; resumed runs); ``stop`` ends before that
+    centre without reading further. Raises ClipTooShort (before any output when the clip is short).
+    """
+    frames = iter(frames)
+    buf, n, pulled = {}, None, 0
+    centre = 0 if border else 2
+    try:
+        while stop is None or centre < stop:
+            t0 = time.perf_counter()
+            while n is None and pulled <= centre + 2:
+                img = next(frames, None)
+                if img is None:
+                    n = pulled
+                else:
+                    buf[pulled] = img
+                    pulled += 1
+            if n is not None:
+                problem = length_problem(n, border)
+                if problem:
+                    raise ClipTooShort(n, problem)
+                if centre >= (n if border else n - 2):
+                    return
+            window = Window(centre, window_indices(centre, n or centre + 3, border),
+                            decode_s=time.perf_counter() - t0)
+            if wanted is None or wanted(centre):
+                engine.ensure_warm(buf[centre], kernel)
+                t1 = time.perf_counter()
+                for j in dict.fromkeys(window.indices):
+                    if not engine.has(j):
+                        engine.add(j, buf[j])
+                window.recons = engine.super_resolve(window.indices)
+                window.kernel = engine.kernel(window.indices) if kernel else None
+                window.forward_s = time.perf_counter() - t1
+            yield window
+            engine.release_below(centre - 1)
+            for j in [j for j in buf if j < centre - 1]:
+                del buf[j]
+            centre += 1
+    finally:
+        engine.reset()

@@ -15,10 +15,14 @@ import os
 import sys
 import time
 from dataclasses import dataclass, field
+from fractions import Fraction
+from functools import partial
 
-from . import metrics
+from . import ffmpeg, metrics, resume
+from .background import Background
 from .checkpoint import CheckpointError
-from .video_io import InputError, VideoWriter, check_writable, discover, pair_gt, write_atomic, write_png
+from .ffmpeg import VideoEncoder, container_for
+from .video_io import InputError, check_writable, discover, length_problem, pair_gt, write_atomic, write_png
 
 PROG = "infer"
 MODEL_DIR = "pretrain_models"
@@ -71,8 +75,20 @@ def build_parser():
                                       "or infer_<date-time>)")
     p.add_argument("--border", action="store_true", help="also restore the first and last 2 frames of each video")
     p.add_argument("--no-images", dest="save_images", action="store_false", help="do not write the output PNGs")
-    p.add_argument("--save-video", action="store_true", help="also write <run>/<video>.mp4 (H.264)")
-    p.add_argument("--fps", type=float, help="frame rate of --save-video (default: the input video's, or 25)")
+    p.add_argument("--save-video", action="store_true",
+                   help="also write <run>/<video>.mp4 (.mkv for mkv/avi inputs and ffv1), keeping a video input's "
+                        "audio and subtitle streams (copied), exact frame rate and length")
+    p.add_argument("--fps", type=_rate, help="frame rate of --save-video, e.g. 25 or 30000/1001 (default: the input "
+                                             "video's, or 25)")
+    p.add_argument("--codec", choices=sorted(ffmpeg.CODECS), default="h264",
+                   help="video codec of --save-video (default h264; h265 and lossless ffv1 when ffmpeg has them)")
+    p.add_argument("--crf", type=int, help=f"quality of h264/h265, 0 (lossless) to 51 (default {ffmpeg.DEFAULT_CRF})")
+    p.add_argument("--pix-fmt", help="pixel format of --save-video (default yuv420p for h264/h265, RGB for ffv1)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted run of the same command in the same run folder: frames whose PNG "
+                        "is complete are kept, the others computed; metrics and the video cover all frames")
+    p.add_argument("--no-overlap", action="store_true",
+                   help="write PNGs and video in the compute thread instead of a background thread (to measure)")
     p.add_argument("--save-kernel", action="store_true",
                    help="run KernelNet and write each frame's 13x13 blur kernel estimate to <video>/kernels/ "
                         "(.npy exact, .png scaled to 0..255 and enlarged 8x)")
@@ -89,6 +105,17 @@ def build_parser():
     return p
 
 
+def _rate(text):
+    """A positive frame rate, integer, decimal or rational (30000/1001), as a Fraction."""
+    try:
+        rate = Fraction(text)
+    except (ValueError, ZeroDivisionError):
+        rate = None
+    if rate is None or rate <= 0:
+        raise argparse.ArgumentTypeError(f"not a positive frame rate: {text!r}")
+    return rate
+
+
 def parse_args(argv):
     p = build_parser()
     args = p.parse_args(argv)
@@ -100,8 +127,12 @@ def parse_args(argv):
         p.error("--tile must be >= 8 and --tile-overlap in [0, tile)")
     if args.demo and args.gt:
         p.error("--demo makes its own ground truth; drop --gt")
-    if args.log_every < 1 or (args.fps is not None and args.fps <= 0):
-        p.error("--log-every and --fps must be positive")
+    if args.log_every < 1:
+        p.error("--log-every must be positive")
+    if args.crf is not None and not (0 <= args.crf <= 51 and ffmpeg.CODECS[args.codec][2]):
+        p.error(f"--crf takes 0..51 and applies to h264/h265 only (codec {args.codec})")
+    if args.save_video and args.codec not in ffmpeg.available_codecs():
+        p.error(f"--codec {args.codec}: this ffmpeg ({ffmpeg.exe()}) has no {ffmpeg.CODECS[args.codec][0]} encoder")
     if args.preset:
         folder, checkpoint = PRESETS[args.preset]
         args.input = os.path.join(args.data_root, folder, "LR_blurdown_x4")
@@ -214,29 +245,33 @@ def _hms(seconds):
     return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"
 
 
+def noted_frames(video, note):
+    """``(stem, uint8 frame)`` of ``video`` in order; each conversion note reported once per video."""
+    noted = set()
+    for stem, img, problem, path in video.frames():
+        if problem and problem not in noted:
+            noted.add(problem)
+            note(f"note: {path}: {problem} (reported once per video)")
+        yield stem, img
+
+
 class FrameReader:
     """Decodes one video's frames once, in order, on demand; keeps them until released."""
 
     def __init__(self, video, note):
-        self.video, self.note = video, note
-        self._it = video.frames()
+        self._it = noted_frames(video, note)
         self._frames = {}
         self._next = 0
         self.n = None  # known once the video is exhausted
-        self._noted = set()
 
     def load(self, j):
         """Decode up to frame ``j``; False when the video has fewer than j + 1 frames."""
         while self._next <= j and self.n is None:
-            try:
-                stem, img, note, path = next(self._it)
-            except StopIteration:
+            item = next(self._it, None)
+            if item is None:
                 self.n = self._next
                 break
-            if note and note not in self._noted:
-                self._noted.add(note)
-                self.note(f"note: {path}: {note} (reported once per video)")
-            self._frames[self._next] = (stem, img)
+            self._frames[self._next] = item
             self._next += 1
         return self.n is None or j < self.n
 
@@ -246,6 +281,25 @@ class FrameReader:
     def release_below(self, j):
         for k in [k for k in self._frames if k < j]:
             del self._frames[k]
+
+
+class InputFrames:
+    """The input frames of one video as the iterable ``engine.stream`` pulls, remembering each frame's stem
+    and shape (until ``forget_below``) and how many were read."""
+
+    def __init__(self, video, note):
+        self.video, self.note = video, note
+        self.info, self.count = {}, 0
+
+    def __iter__(self):
+        for stem, img in noted_frames(self.video, self.note):
+            self.info[self.count] = (stem, img.shape)
+            self.count += 1
+            yield img
+
+    def forget_below(self, j):
+        for k in [k for k in self.info if k < j]:
+            del self.info[k]
 
 
 @dataclass
@@ -268,7 +322,7 @@ class Runner:
         self.space = "y" if args.y_channel else "rgb"
         self.results = []
         self.written = 0
-        self._warm = set()
+        self.previous = resume.previous_times(run_dir) if args.resume else {}
         self._csv_file = open(os.path.join(run_dir, "metrics.csv"), "w", newline="", encoding="utf-8")
         self._csv = csv.writer(self._csv_file)
         self._csv.writerow(["video", "frame", "psnr", "ssim", "pre_s", "forward_s", "post_s", "total_s"])
@@ -277,73 +331,100 @@ class Runner:
         self._csv_file.close()
 
     def run_video(self, video, gt):
-        """Super-resolve (and score) every centre frame of ``video``."""
-        from .engine import to_image, window_indices
+        """Super-resolve (and score) every centre frame of ``video``; with ``--resume`` the frames an earlier
+        run finished are read back instead of computed."""
+        from .engine import to_image
 
-        args, engine = self.args, self.engine
+        args, scale = self.args, self.engine.scale
         out_dir = os.path.join(self.run_dir, video.name)
         if args.save_images or args.save_kernel:
             os.makedirs(os.path.join(out_dir, "kernels") if args.save_kernel else out_dir, exist_ok=True)
-        reader = FrameReader(video, self.log)
+        if args.resume:
+            for folder in (out_dir, os.path.join(out_dir, "kernels"), self.run_dir):
+                resume.remove_partials(folder)
+        inputs = InputFrames(video, self.log)
         gt_reader = FrameReader(gt, self.log) if gt else None
-        writer = VideoWriter(os.path.join(self.run_dir, video.name + ".mp4"), args.fps or video.fps()) \
-            if args.save_video else None
+        encoder = self._encoder(video) if args.save_video else None
         hint = video.count_hint()
         progress = Progress(video.name, hint if args.border or hint is None else max(hint - 4, 0), args.quiet,
                             args.log_every)
+        kept = {}  # centre -> image finished by an earlier run
+
+        def wanted(centre):
+            if not (args.resume and args.save_images):
+                return True
+            stem, (h, w, c) = inputs.info[centre]
+            kept[centre] = resume.finished_frame(out_dir, stem, (h * scale, w * scale, c), args.save_kernel)
+            return kept[centre] is None
+
+        windows = self._windows(video, inputs, wanted)
+        out = Background(threaded=not args.no_overlap)
         crop = None
-        centre = 0 if args.border else 2
         try:
-            while True:
+            for window in windows:
+                stem = inputs.info[window.centre][0]
                 t0 = time.perf_counter()
-                if not reader.load(centre + 2):
-                    _check_length(video, reader.n, args.border)
-                    if not args.border or centre >= reader.n:
-                        break
-                indices = window_indices(centre, reader.n or centre + 3, args.border)
-                stem = reader[centre][0]
-                gt_img = self._gt_frame(gt_reader, gt, centre, reader.n) if gt else None
-                t_pre = time.perf_counter() - t0
-                shape = reader[centre][1].shape
-                if shape not in self._warm:
-                    engine.warm_up(reader[centre][1], kernel=args.save_kernel)
-                    self._warm.add(shape)
+                gt_img = self._gt_frame(gt_reader, gt, window.centre, inputs.count) if gt else None
                 t1 = time.perf_counter()
-                for j in dict.fromkeys(indices):
-                    if not engine.has(j):
-                        engine.add(j, reader[j][1])
-                recons = engine.super_resolve(indices)
-                kernel = engine.kernel(indices) if args.save_kernel else None
-                t2 = time.perf_counter()
-                sr = to_image(recons)
+                sr = kept.pop(window.centre, None)
+                sr = to_image(window.recons) if sr is None else sr
                 result = FrameResult(video.name, stem)
                 if gt_img is not None:
                     if crop is None:
                         crop = self._gt_crop(sr.shape, gt_img.shape, gt, video.name)
                     result.psnr, result.ssim = metrics.evaluate(sr[:crop[0], :crop[1]], gt_img[:crop[0], :crop[1]],
                                                                 self.space)
-                self._save(out_dir, stem, sr, kernel, writer)
-                t3 = time.perf_counter()
-                result.times = {"pre": t_pre, "forward": t2 - t1, "post": t3 - t2, "total": t_pre + t3 - t1}
+                if window.recons is None:
+                    result.times = self.previous.get((video.name, stem), dict.fromkeys(resume.TIMES, 0.0))
+                    if encoder:
+                        out.submit(partial(encoder.write, sr))
+                else:
+                    out.submit(partial(self._save, out_dir, stem, sr, window.kernel, encoder))
+                    pre = window.decode_s + t1 - t0
+                    post = time.perf_counter() - t1
+                    result.times = {"pre": pre, "forward": window.forward_s, "post": post,
+                                    "total": pre + window.forward_s + post}
                 self._record(result)
                 progress.update()
-                engine.release_below(centre - 1)
-                reader.release_below(centre - 1)
+                inputs.forget_below(window.centre - 1)
                 if gt_reader:
-                    gt_reader.release_below(centre)
-                centre += 1
-            if gt_reader and gt_reader.load(reader.n):
-                self.log(f"note: {gt.path}: the GT has more frames than the {reader.n} of the input; the extra "
+                    gt_reader.release_below(window.centre)
+            if gt_reader and gt_reader.load(inputs.count):
+                self.log(f"note: {gt.path}: the GT has more frames than the {inputs.count} of the input; the extra "
                          "GT frames are ignored")
-            if writer:
-                writer.close()
+            out.close()
+            if encoder:
+                encoder.close()
         except BaseException:
-            if writer:
-                writer.abort()
+            out.close(raise_error=False)
+            if encoder:
+                encoder.abort()
             raise
         finally:
             progress.close()
-            engine.reset()
+            windows.close()
+
+    def _windows(self, video, inputs, wanted):
+        """``engine.stream`` over the video's frames, a too-short video reported as an InputError."""
+        from .engine import ClipTooShort, stream
+
+        try:
+            yield from stream(self.engine, inputs, self.args.border, self.args.save_kernel, wanted)
+        except ClipTooShort as e:
+            raise InputError(video.path, str(e)) from None
+
+    def _encoder(self, video):
+        """The VideoEncoder of ``<run>/<video>.<mp4|mkv|mov>``: at the input's exact frame rate (or --fps),
+        keeping a video file's audio, subtitles and length (the edge frames that are not restored without
+        --border repeat their nearest restored neighbour)."""
+        args = self.args
+        source = video.path if video.is_file else None
+        path = os.path.join(self.run_dir, video.name + container_for(args.codec, source))
+        pad = (0, 0) if args.border else (2, 2)
+        if any(pad):
+            self.log(f"note: {path}: the first and last 2 frames repeat the nearest restored frame (not restored "
+                     "without --border), so the video keeps the input's length")
+        return VideoEncoder(path, args.fps or video.rate(), args.codec, args.crf, args.pix_fmt, source, pad)
 
     def _gt_frame(self, gt_reader, gt, centre, n):
         if not gt_reader.load(centre):
@@ -363,14 +444,14 @@ class Runner:
                      f"cropped to {size[1]}x{size[0]} (top-left) for the metrics (HR size not a multiple of {scale})")
         return size
 
-    def _save(self, out_dir, stem, sr, kernel, writer):
+    def _save(self, out_dir, stem, sr, kernel, encoder):
         import numpy as np
 
         if self.args.save_images:
             write_png(os.path.join(out_dir, stem + ".png"), sr)
             self.written += 1
-        if writer:
-            writer.write(sr)
+        if encoder:
+            encoder.write(sr)
         if kernel is not None:
             base = os.path.join(out_dir, "kernels", stem)
             write_atomic(base + ".npy", lambda tmp: np.save(tmp, kernel))
@@ -390,12 +471,9 @@ class Runner:
 
 
 def _check_length(video, n, border):
-    if n == 0:
-        raise InputError(video.path, "no frames could be decoded")
-    if not border and n < 5:
-        raise InputError(video.path, f"{n} frame(s): without --border a video needs at least 5 frames (each output "
-                                     "frame uses 2 frames before and after it, and the first and last 2 frames are "
-                                     "not restored); use --border for short clips")
+    problem = length_problem(n, border)
+    if problem:
+        raise InputError(video.path, problem)
 
 
 def _num(x):

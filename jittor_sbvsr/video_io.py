@@ -9,12 +9,14 @@ palette, CMYK) are converted and reported as notes.
 import os
 import uuid
 from dataclasses import dataclass, field
+from fractions import Fraction
 
 import numpy as np
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp")
 VIDEO_EXTS = (".mp4", ".avi", ".mkv", ".mov")
-DEFAULT_FPS = 25.0
+DEFAULT_FPS = 25
+MIN_FRAMES = 5  # one full window: without border, frame j needs frames j-2..j+2
 
 
 class InputError(Exception):
@@ -23,6 +25,17 @@ class InputError(Exception):
     def __init__(self, path, problem):
         self.path, self.problem = os.fspath(path), problem
         super().__init__(f"{self.path}: {problem}")
+
+
+def length_problem(n, border):
+    """Why an ``n``-frame video cannot be restored (None when it can)."""
+    if n == 0:
+        return "no frames could be decoded"
+    if not border and n < MIN_FRAMES:
+        return (f"{n} frame(s): without --border a video needs at least {MIN_FRAMES} frames (each output frame "
+                "uses 2 frames before and after it, and the first and last 2 frames are not restored); use "
+                "--border for short clips")
+    return None
 
 
 def _png_bit_depth(path):
@@ -107,9 +120,11 @@ class Video:
         n = meta.get("duration", 0) * meta.get("fps", 0)
         return int(round(n)) or None
 
-    def fps(self):
-        """Frame rate of a video file; DEFAULT_FPS for frame folders."""
-        return float(_video_meta(self.path).get("fps") or DEFAULT_FPS) if self.is_file else DEFAULT_FPS
+    def rate(self):
+        """Exact frame rate (a Fraction) of a video file; DEFAULT_FPS for frame folders or when unknown."""
+        from .ffmpeg import probe
+
+        return (self.is_file and probe(self.path).rate) or Fraction(DEFAULT_FPS)
 
     def frames(self):
         """Yield ``(stem, uint8 H x W x 3, note, path)`` per frame, in order; all frames must share one size."""
@@ -255,36 +270,3 @@ def check_writable(folder):
         os.remove(probe)
     except OSError as e:
         raise InputError(folder, f"output folder is not writable ({e.strerror or e})") from None
-
-
-class VideoWriter:
-    """H.264 mp4 writer (imageio-ffmpeg) that writes to a temporary name and renames on ``close``."""
-
-    def __init__(self, path, fps):
-        self.path, self.fps = path, fps
-        self.tmp = _temp_name(path)
-        self._gen = None
-
-    def write(self, img):
-        import imageio_ffmpeg
-
-        if self._gen is None:
-            self._gen = imageio_ffmpeg.write_frames(self.tmp, (img.shape[1], img.shape[0]), fps=self.fps,
-                                                    codec="libx264", macro_block_size=1, quality=8)
-            self._gen.send(None)
-        self._gen.send(np.ascontiguousarray(img))
-
-    def close(self):
-        """Finish the file and move it into place (nothing is written for zero frames)."""
-        if self._gen is not None:
-            self._gen.close()
-            os.replace(self.tmp, self.path)
-            self._gen = None
-
-    def abort(self):
-        """Stop writing and remove the partial file."""
-        if self._gen is not None:
-            self._gen.close()
-            self._gen = None
-        if os.path.exists(self.tmp):
-            os.remove(self.tmp)
