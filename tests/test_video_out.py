@@ -103,3 +103,12 @@ def test_probe_reads_exact_rate_and_refuses_non_media(tmp_path):
     bad.write_bytes(b"not a video")
     with pytest.raises(ffmpeg.FFmpegError, match="bad.mp4: ffmpeg cannot open it"):
         ffmpeg.probe(str(bad))
+
+
+def test_bench_video_peak_rss_does_not_grow_with_clip_length(capsys):
+    from test_infer import load_tool
+
+    report = load_tool("bench_video").main(["--frames", "10", "30", "--size", "32x24"])
+    assert [r["frames"] for r in report["results"]] == [10, 30, 30]
+    assert abs(report["growth"]) < 0.10, report  # 3x the frames, the same peak memory
+    assert "peak RSS 30 vs 10 frames" in capsys.readouterr().out
