@@ -18,18 +18,16 @@ from functools import lru_cache
 
 import numpy as np
 
+from .video_io import InputError
+
 # codec name -> (ffmpeg encoder, default pixel format, takes --crf); h264/h265 in yuv420p play everywhere,
 # ffv1 is lossless and keeps RGB
 CODECS = {"h264": ("libx264", "yuv420p", True), "h265": ("libx265", "yuv420p", True), "ffv1": ("ffv1", None, False)}
 DEFAULT_CRF = 18
 
 
-class FFmpegError(Exception):
-    """ffmpeg failed; ``str(err)`` is one line ``<path>: <problem>``."""
-
-    def __init__(self, path, problem):
-        self.path, self.problem = os.fspath(path), problem
-        super().__init__(f"{self.path}: {problem}")
+class FFmpegError(InputError):
+    """ffmpeg cannot read or write a file; an InputError, so the CLI reports it as one line and exits 2."""
 
 
 def exe():
