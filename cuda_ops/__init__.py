@@ -27,7 +27,7 @@ _chosen = {}  # (requested backend, running on CUDA) -> (backend name, function)
 
 
 def correlation(first, second):
-    """81-channel correlation of two [B, C, H, W] feature maps -> [B, 81, H, W] (UPSTREAM_SPEC §1.9)."""
+    """81-channel correlation of two [B, C, H, W] feature maps -> [B, 81, H, W] (upstream-conventions §1)."""
     return _select()[1](first, second)
 
 

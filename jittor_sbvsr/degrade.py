@@ -1,4 +1,4 @@
-"""Blur-and-decimate degradation of HR frames, numpy only (spec §4.2 step 8, §4.3, §5.3).
+"""Blur-and-decimate degradation of HR frames, numpy only (upstream-conventions §3, §4).
 
 The upstream test sets were made with one fixed MATLAB-``fspecial`` Gaussian (sigma 1.2, 9x9) per video:
 replicate padding, per-channel 2-D cross-correlation, keep ``[::4, ::4]`` starting at pixel 0, then clamp

@@ -1,6 +1,7 @@
 """Super-resolve videos x4 with Self-Blind-VSR and score them: ``python -m jittor_sbvsr.infer``.
 
-Follows upstream inference.py (spec §3): 5-frame windows, outputs ``<output>/<run-name>/<video>/<frame>.png``,
+Follows upstream inference.py (upstream-conventions §3): 5-frame windows, outputs
+``<output>/<run-name>/<video>/<frame>.png``,
 PSNR/SSIM on uint8 RGB with a 4-pixel border crop, per-video and pooled averages, a log file. Differences
 (all additive): inputs may be frame folders, dataset folders or video files in any frame format; the
 PyTorch checkpoint loads without PyTorch; every frame's features are computed once (``engine``); timings
@@ -30,7 +31,7 @@ DEFAULT_CHECKPOINT = "self_blind_vsr_gaussian"
 # weights trained by this project's Demo_CPU recipe, shipped in the repository (pretrain_models/README.md)
 DEMO_WEIGHTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), MODEL_DIR,
                             "sbvsr_demo_x4.pkl")
-PRESETS = {  # name -> (dataset folder under --data-root, checkpoint name); spec §3
+PRESETS = {  # name -> (dataset folder under --data-root, checkpoint name); upstream-conventions §3
     "Gaussian_REDS4": ("REDS4_BlurDown_Gaussian", "self_blind_vsr_gaussian"),
     "Gaussian_Vid4": ("Vid4_BlurDown_Gaussian", "self_blind_vsr_gaussian"),
     "Gaussian_SPMCS": ("SPMCS_BlurDown_Gaussian", "self_blind_vsr_gaussian"),

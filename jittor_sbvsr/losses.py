@@ -1,4 +1,4 @@
-"""Training losses of Self-Blind-VSR (spec §4.5, Appendix A).
+"""Training losses of Self-Blind-VSR (upstream-conventions §4).
 
 total = L1(recons_down, input) + L1(input_cycle, input) + 0.5 * boundary + 0.04 * sparse + 1 * center
 """

@@ -1,4 +1,4 @@
-"""PSNR and SSIM exactly as upstream inference.py computes them (spec §3 step 8), numpy only.
+"""PSNR and SSIM exactly as upstream inference.py computes them (upstream-conventions §3), numpy only.
 
 Default ("rgb"): uint8 RGB images, ``crop`` (4) pixels removed from every border of both images, PSNR over
 all H*W*3 values in float64, and the MATLAB-style SSIM of EDVR/BasicSR: 11x11 Gaussian window with
@@ -87,7 +87,7 @@ def common_size(sr_shape, gt_shape, tolerance):
     ``tolerance`` pixels or more in either dimension.
 
     Upstream LR sets are ceil(H/4) x ceil(W/4), so 4x the LR can exceed an HR size that is not a multiple of
-    4 by up to 3 pixels (spec §6 #17); the decimation grid starts at pixel 0, hence top-left anchoring.
+    4 by up to 3 pixels (upstream-conventions §5); the decimation grid starts at pixel 0, hence top-left anchoring.
     """
     if any(abs(s - g) >= tolerance for s, g in zip(sr_shape[:2], gt_shape[:2])):
         return None

@@ -1,5 +1,5 @@
-"""Shared test set-up: torch is imported before Jittor (their MKL/oneDNN runtimes can clash otherwise,
-JITTOR_NOTES §1), then the package configures and imports Jittor."""
+"""Shared test set-up: torch is imported before Jittor (their MKL/oneDNN runtimes can clash otherwise), then
+the package configures and imports Jittor."""
 import os
 import sys
 

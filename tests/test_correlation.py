@@ -1,4 +1,4 @@
-"""Correlation layer (UPSTREAM_SPEC §1.9): custom operator vs vectorised fallback vs a float64 numpy loop.
+"""Correlation layer (upstream-conventions §1): custom operator vs vectorised fallback vs a float64 numpy loop.
 
 Runs on whatever device Jittor uses (CPU here; ``tools/gpu_check.sh`` runs it on CUDA), comparing the custom
 operator of that device with the vectorised version.

@@ -115,7 +115,7 @@ def test_edge_mean_of_flat_and_textured_images():
 # -------------------------------------------------------------------------------- samples and layout
 
 def blur_decimate_reference(hr, kernel, scale=4):
-    """Spec §1.5 closed form: y[i, j] = sum K[u, v] x[clamp(s i + u - p), clamp(s j + v - p)]."""
+    """upstream-conventions §1 closed form: y[i, j] = sum K[u, v] x[clamp(s i + u - p), clamp(s j + v - p)]."""
     h, w = hr.shape[:2]
     k = kernel.shape[0]
     p = k // 2

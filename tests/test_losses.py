@@ -1,4 +1,4 @@
-"""Every training-loss term (spec §4.5, Appendix A) against the PyTorch reference: values and gradients."""
+"""Every training-loss term (upstream-conventions §4) against the PyTorch reference: values and gradients."""
 import numpy as np
 import pytest
 import torch

@@ -10,8 +10,8 @@ super-resolved, without border (``frames - 4`` windows), by
   and pyramid computed once, no KernelNet (no --save-kernel);
 * naive:  what upstream does per window: decode the window's 5 PNGs, run ``net({'x': window, 'mode':
   'infer'})`` and evaluate both outputs of that mode (``recons`` and ``est_kernel``), in Jittor;
-* upstream: the same, with the network evaluated in upstream's order (spec §1.3): features frame by frame,
-  and for each neighbour its own ``flow_net(centre, neighbour)`` call, which extracts both PWC pyramids again
+* upstream: the same, with the network evaluated in upstream's order (upstream-conventions §1): features frame
+  by frame, and for each neighbour its own ``flow_net(centre, neighbour)`` call, which extracts both PWC pyramids again
   (8 extractions per window where ``PWC_Recons.recons_forward`` does 5) and one warp; the same values;
 * torch:  the same per-window protocol with the PyTorch reference model (tests/reference), ``torch.no_grad()``.
 

@@ -1,4 +1,4 @@
-"""Make a blur-down test set from HR videos, like upstream's script_gene_dataset_blurdown.py (spec §5.3).
+"""Make a blur-down test set from HR videos, like upstream's script_gene_dataset_blurdown.py (upstream-conventions §3).
 
     python tools/make_blurdown_dataset.py --hr dataset/REDS4/HR --out dataset/REDS4_BlurDown_Gaussian
     python tools/make_blurdown_dataset.py --hr dataset/REDS4/HR --out dataset/REDS4_BlurDown_Realistic \\

@@ -1,4 +1,5 @@
-"""The two dataset layouts of upstream training (spec §4.2, §4.4): frame lists per video and 5-frame windows."""
+"""The two dataset layouts of upstream training (upstream-conventions §4): frame lists per video and 5-frame
+windows."""
 import os
 
 from ..video_io import InputError, list_frames

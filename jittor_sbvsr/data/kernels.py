@@ -1,4 +1,4 @@
-"""Random blur kernels for online training degradation (spec §4.3, Appendix B); one kernel per sample.
+"""Random blur kernels for online training degradation (upstream-conventions §4); one kernel per sample.
 
 * ``gaussian``: isotropic MATLAB-fspecial Gaussian, sigma drawn uniformly from 0.4, 0.5, ..., 2.0, size
   ceil(3 sigma) * 2 + 1 (5 to 13).

@@ -1,4 +1,5 @@
-"""Online blur-down training set (spec §4.2): 5-frame HR windows -> LR windows with one random kernel each.
+"""Online blur-down training set (upstream-conventions §4): 5-frame HR windows -> LR windows with one random
+kernel each.
 
 Layout ``<root>/HR/<video>/<frames>``, the first ``n_frames_per_video`` frames of each video. A sample is 5
 consecutive frames: one (4 * patch_size)^2 HR crop shared by the 5 frames (re-drawn up to 5 times while the
@@ -7,9 +8,9 @@ replicate-pad blur and ``[::4, ::4]`` decimation, no noise, no quantisation; LR 
 
 Randomness: every sample draws from its own numpy Generator seeded by (seed, epoch, sample index), and the
 epoch's order is a permutation seeded by (seed, epoch). Worker processes therefore never share a random
-stream and each epoch gets fresh crops and kernels (upstream's workers repeated one numpy stream, spec §6 #10),
-while a run is reproducible from ``--seed`` whatever the number of workers, and resuming at an epoch needs
-no saved RNG state.
+stream and each epoch gets fresh crops and kernels (upstream's workers repeated one numpy stream,
+upstream-conventions §5), while a run is reproducible from ``--seed`` whatever the number of workers, and
+resuming at an epoch needs no saved RNG state.
 """
 import numpy as np
 

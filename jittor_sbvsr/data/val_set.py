@@ -1,4 +1,4 @@
-"""Validation set of pre-degraded videos (spec §4.4): ``<root>/HR/<video>/*`` and
+"""Validation set of pre-degraded videos (upstream-conventions §4): ``<root>/HR/<video>/*`` and
 ``<root>/LR_blurdown_x4/<video>/*`` (same video names), every window of 5 consecutive frames, no padding, so
 the first and last two frames of each video are never a centre frame (as upstream's training validation)."""
 import os

@@ -1,4 +1,4 @@
-"""KernelNet: estimates one 13x13 blur kernel per sample from the 5 stacked LR frames (spec §1.6)."""
+"""KernelNet: estimates one 13x13 blur kernel per sample from the 5 stacked LR frames (upstream-conventions §1)."""
 import numpy as np
 
 from ..runtime import jittor
@@ -11,7 +11,7 @@ def adaptive_pool_matrix(size, bins):
     """[bins, size] averaging matrix with PyTorch's AdaptiveAvgPool bin rule.
 
     Bin i averages input indices [floor(i*size/bins), ceil((i+1)*size/bins)): bins overlap by one pixel
-    when size is not a multiple of bins. Jittor's builtin uses uniform windows instead (JITTOR_NOTES §3).
+    when size is not a multiple of bins. Jittor's builtin uses uniform windows instead.
     """
     matrix = np.zeros((bins, size), dtype=np.float32)
     for i in range(bins):

@@ -1,7 +1,7 @@
-"""PWC-Net optical flow (spec §1.7-1.9), with the 2018 ``module*`` layer names of the checkpoints.
+"""PWC-Net optical flow (upstream-conventions §1), with the 2018 ``module*`` layer names of the checkpoints.
 
 Every grid_sample uses align_corners=True (the PyTorch 0.4.1 behaviour the weights were trained with)
-and every bilinear resize align_corners=False (spec §1.11).
+and every bilinear resize align_corners=False (upstream-conventions §2).
 """
 import math
 
@@ -182,7 +182,7 @@ class Flow_PWC(nn.Module):
         return self.moduleNetwork.extract(resized)
 
     def flow_from_pyramids(self, first_levels, second_levels, h, w):
-        """Flow [B, 2, h, w] from first to second, given their pyramids (spec §1.7 steps 3-5)."""
+        """Flow [B, 2, h, w] from first to second, given their pyramids (upstream-conventions §1)."""
         ph, pw = self.padded_size(h, w)
         raw = self.moduleNetwork.decode(first_levels, second_levels)
         flow = 20.0 * nn.interpolate(raw, size=(h, w), mode="bilinear", align_corners=False)

@@ -1,7 +1,7 @@
-"""PWC_Recons: the Self-Blind-VSR network (spec §1.1-1.5).
+"""PWC_Recons: the Self-Blind-VSR network (upstream-conventions §1).
 
 Five LR frames -> x4 super-resolved centre frame (flow-aligned feature fusion + 20 ResBlocks) and a
-13x13 blur kernel (KernelNet). ``forward`` modes train / val / infer follow spec §1.4.
+13x13 blur kernel (KernelNet). ``forward`` modes train / val / infer follow upstream-conventions §1.
 """
 import math
 
@@ -34,7 +34,7 @@ class ResBlock(nn.Module):
 def blur_down(x, kernel, scale):
     """Blur every channel of x [B, C, H, W] with its sample's kernel [B, 1, k, k], keep [::scale, ::scale].
 
-    Replicate padding by k//2, cross-correlation, decimation starting at pixel 0 (spec §1.5), as one
+    Replicate padding by k//2, cross-correlation, decimation starting at pixel 0 (upstream-conventions §1), as one
     grouped convolution with stride ``scale`` (groups = B*C), so any batch size works.
     """
     b, c, h, w = x.shape
@@ -95,7 +95,7 @@ class PWC_Recons(nn.Module):
         return out + base
 
     def recons_forward(self, frame_list):
-        """SR of the centre frame of ``frame_list`` (5 tensors [B, 3, h, w]); spec §1.3."""
+        """SR of the centre frame of ``frame_list`` (5 tensors [B, 3, h, w]); upstream-conventions §1."""
         b = frame_list[0].shape[0]
         stacked = jt.concat(frame_list, dim=0)
         feats = self.features(stacked)

@@ -1,4 +1,4 @@
-"""The training loop (spec §4.5-4.7): self-supervised steps, per-epoch validation, checkpoints and logs."""
+"""The training loop (upstream-conventions §4): self-supervised steps, per-epoch validation, checkpoints and logs."""
 import time
 
 import numpy as np
@@ -71,7 +71,8 @@ def bicubic_psnr(lr_centre, gt):
 
 def validate(model, val_set):
     """Mean Cycle-PSNR (LR vs blur-down of the SR), Down-PSNR (LR vs SR of the blur-downed LR) and PSNR
-    (GT vs SR) over the validation windows, on the raw float outputs (spec §4.7), and the bicubic PSNR."""
+    (GT vs SR) over the validation windows, on the raw float outputs (upstream-conventions §4), and the bicubic
+    PSNR."""
     sums = {"cycle_psnr": 0.0, "down_psnr": 0.0, "psnr": 0.0, "bicubic_psnr": 0.0}
     n = 0
     model.eval()
@@ -80,7 +81,7 @@ def validate(model, val_set):
             out, _ = model({"x": lr, "mode": "val"})
             centre, cycle, down = out["input"].numpy(), out["input_cycle"].numpy(), out["recons_down"].numpy()
             recons, gt = out["recons"].numpy(), gt.numpy()
-            h, w = min(recons.shape[-2], gt.shape[-2]), min(recons.shape[-1], gt.shape[-1])  # spec §6 #17
+            h, w = min(recons.shape[-2], gt.shape[-2]), min(recons.shape[-1], gt.shape[-1])  # upstream-conventions §5
             sums["cycle_psnr"] += calc_psnr(centre, cycle)
             sums["down_psnr"] += calc_psnr(centre, down)
             sums["psnr"] += calc_psnr(gt[..., :h, :w], recons[..., :h, :w])
@@ -134,8 +135,8 @@ class Trainer:
         row["seconds"] = round(time.time() - started, 3)
         if validating:
             self.exp.log(f"[validation]\taverage Cycle-PSNR: {row['cycle_psnr']:.3f} Down-PSNR: "
-                         f"{row['down_psnr']:.3f} PSNR: {row['psnr']:.3f} (Best: {best_psnr:.3f} @epoch {best_epoch}) | "
-                          f"bicubic PSNR: {row['bicubic_psnr']:.3f}")
+                         f"{row['down_psnr']:.3f} PSNR: {row['psnr']:.3f} (Best: {best_psnr:.3f} @epoch {best_epoch})"
+                         f" | bicubic PSNR: {row['bicubic_psnr']:.3f}")
         if self.exp.writer:
             self.exp.save_epoch(self.model, self.optimizer.state(), epoch, self.history, self.rng_state,
                                 is_best=row["best"], keep_epoch_model=args.save_middle_models,

@@ -1,4 +1,5 @@
-"""Adam with upstream's 8 parameter groups and step learning-rate schedule (spec §4.6), and its state as numpy.
+"""Adam with upstream's 8 parameter groups and step learning-rate schedule (upstream-conventions §4), and its
+state as numpy.
 
 Update rule (PyTorch 0.4.1's Adam, which upstream trained with, and Jittor's):
     m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2;  p -= lr sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(v) + eps)
@@ -18,7 +19,7 @@ GROUPS = ("in_conv", "extra_feat", "fusion_conv", "recons_net", "upsample_layers
 
 def lr_at_epoch(base, epoch, lr_decay=100, gamma=0.5):
     """Step schedule of epoch ``epoch`` (1-based): base * gamma^floor((epoch - 1) / lr_decay), i.e. what
-    upstream's PyTorch 0.4.1 StepLR gave (spec §6 #9)."""
+    upstream's PyTorch 0.4.1 StepLR gave (upstream-conventions §5)."""
     return base * gamma ** ((epoch - 1) // lr_decay)
 
 

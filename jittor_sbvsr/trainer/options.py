@@ -1,13 +1,13 @@
 """Command line of ``python -m jittor_sbvsr.train``: defaults, the two upstream templates, and parsing.
 
 Precedence: a value given on the command line > the template's value > the default. (Upstream applied its
-templates after argparse, so they silently replaced command-line values, spec §6 #11.)
+templates after argparse, so they silently replaced command-line values, upstream-conventions §5.)
 """
 import argparse
 
 from ..data.kernels import KERNEL_TYPES
 
-# spec §4.1; paths are relative to the working directory
+# upstream-conventions §4; paths are relative to the working directory
 TEMPLATES = {
     "Self_Blind_VSR_Gaussian": {
         "save": "Self_Blind_VSR_Gaussian", "kernel": "gaussian",
