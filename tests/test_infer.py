@@ -285,6 +285,7 @@ def test_cli_model_errors(tmp_path, capsys, monkeypatch):
     _, lr = pan_clip(5)
     inp = write_frames(tmp_path / "v", lr)
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(infer, "DEMO_WEIGHTS", str(tmp_path / "no_demo_weights.pkl"))
     code, _, err = run_cli([inp], None, capsys)
     assert code == 2
     assert err.startswith("infer: error: pretrain_models/self_blind_vsr_gaussian.pkl: model file not found")
