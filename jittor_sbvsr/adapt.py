@@ -3,8 +3,8 @@
 The training signal needs no HR frames (the network restores its own input after blurring and decimating it
 with the kernel it estimates), so it can be applied to the very clip a user has. Steps of the trainer's loss
 on crops of the clip's LR frames (``trainer.adaptation``) start from trained weights; held-out windows of the
-clip are scored before and after, and weights that made that score worse are not kept. Then ``infer`` runs
-on the clip with the weights kept.
+clip are scored before and after, and adapted weights that do not improve that score by KEEP_MARGIN are
+not kept. Then ``infer`` runs on the clip with the weights kept.
 
 Folder (``--output DIR``)::
 
@@ -35,6 +35,9 @@ from .video_io import InputError, write_atomic
 PROG = "adapt"
 DEFAULT_STEPS = 200
 SAVE_EVERY_S = 60.0  # seconds of training between saves of model_latest.pkl
+# adapted weights are kept only when they lower the held-out loss by at least this fraction: in the benchmark
+# (tools/bench_adapt.py) changes of a few tenths of a percent went either way in PSNR
+KEEP_MARGIN = 0.01
 LOSS_COLUMNS = ("step", "seconds", "split", "loss") + TERMS
 # options of the invocation, not of the run: never read back from config.json
 INVOCATION_ONLY = ("resume", "quiet", "cpu")
@@ -266,12 +269,13 @@ class Run:
 
         a = self.adaptation
         after = a.held_out() if trained else None
-        keep = after is not None and after["loss"] < self.before["loss"]
+        keep = after is not None and better(self.before, after)
         if keep:
             verdict = "keeping the adapted weights"
             weights = model_state(a.model)
         else:
-            verdict = (f"adapting made it worse, keeping the starting weights {self.model_path}" if trained else
+            verdict = (f"adapting did not lower it by {KEEP_MARGIN:.0%}, keeping the starting weights "
+                       f"{self.model_path}" if trained else
                        f"adapting failed, keeping the starting weights {self.model_path}")
             weights = self.start_weights
         change = (f" ({100 * (after['loss'] / self.before['loss'] - 1):+.2f}%)" if after and self.before["loss"]
@@ -309,6 +313,11 @@ class Run:
         argv = [args.input, "--model", self.adapted_path, "--output", args.output, "--run-name", "infer"]
         return argv + [flag for flag, on in (("--border", args.border), ("--cpu", args.cpu),
                                              ("--quiet", args.quiet)) if on] + (["--gt", args.gt] if args.gt else [])
+
+
+def better(before, after):
+    """Whether held-out scores ``after`` are better enough than ``before`` to keep the adapted weights."""
+    return after["loss"] < (1 - KEEP_MARGIN) * before["loss"]
 
 
 def format_loss(row):

@@ -135,7 +135,8 @@ def test_run_writes_weights_log_curve_summary_and_infer_outputs(run):
                                                       ["3", "train"], ["3", "held-out"]]
     summary = json.load(open(os.path.join(run, "summary.json")))
     assert summary["steps"] == 3 and summary["kept"] in ("adapted", "start")
-    assert (summary["kept"] == "adapted") == (summary["held_out_after"]["loss"] < summary["held_out_before"]["loss"])
+    before, after = summary["held_out_before"]["loss"], summary["held_out_after"]["loss"]
+    assert (summary["kept"] == "adapted") == (after < 0.99 * before)
     log = open(os.path.join(run, "log.txt")).read()
     assert "held-out loss before" in log and "guard: held-out loss" in log and "step 3/3" in log
     infer = json.load(open(os.path.join(run, "infer", "summary.json")))
