@@ -36,15 +36,28 @@ def pad_kernel(kernel, size=OUT_SIZE):
     return out
 
 
-def augment(frames, rng):
-    """Same random horizontal flip, vertical flip and rot90 (each with probability 1/2) for all frames."""
+def augment(frames, rng, rot90=True):
+    """Same random horizontal flip, vertical flip and (with ``rot90``) rot90, each with probability 1/2, for
+    all frames [n, h, w, c]."""
     if rng.random() < 0.5:
         frames = frames[:, :, ::-1]
     if rng.random() < 0.5:
         frames = frames[:, ::-1]
-    if rng.random() < 0.5:
+    if rot90 and rng.random() < 0.5:
         frames = np.rot90(frames, axes=(1, 2))
     return frames
+
+
+def textured_crop(frames, size, rng, centre):
+    """One size x size crop of frames [n, h, w, c] (h, w >= size), the same for all frames, re-drawn up to
+    CROP_TRIES times while frame ``centre`` of it is flat (the last draw is kept): flat crops teach nothing."""
+    _, h, w, _ = frames.shape
+    for _ in range(CROP_TRIES):
+        y, x = rng.integers(0, h - size + 1), rng.integers(0, w - size + 1)
+        patch = frames[:, y:y + size, x:x + size]
+        if edge_mean(patch[centre]) >= FLAT_EDGE_MEAN:
+            break
+    return patch
 
 
 class EpochShuffle:
@@ -125,10 +138,4 @@ class BlurDownTrainSet(jt.dataset.Dataset):
         if h < size or w < size:
             raise InputError(centre_path, f"frame {w}x{h} is smaller than the {size}x{size} HR crop "
                                           f"(--patch-size {self.patch_size} x scale {self.scale}); lower --patch-size")
-        centre = self.n_sequence // 2
-        for _ in range(CROP_TRIES):
-            y, x = rng.integers(0, h - size + 1), rng.integers(0, w - size + 1)
-            patch = frames[:, y:y + size, x:x + size]
-            if edge_mean(patch[centre]) >= FLAT_EDGE_MEAN:
-                break
-        return patch
+        return textured_crop(frames, size, rng, self.n_sequence // 2)

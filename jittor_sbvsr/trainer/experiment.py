@@ -65,11 +65,11 @@ class Experiment:
         self._plot_note = False
 
     @classmethod
-    def create(cls, path, config, writer=True, echo=tqdm.write):
-        """A new folder; refuses one that already holds a run."""
+    def create(cls, path, config, writer=True, echo=tqdm.write, other="another --save name"):
+        """A new folder; refuses one that already holds a run (the error suggests --resume or ``other``)."""
         if writer and os.path.exists(os.path.join(path, "config.json")):
-            raise ExperimentError(f"{path}: experiment folder already holds a run; continue it with "
-                                  f"--resume {path} or choose another --save name")
+            raise ExperimentError(f"{path}: folder already holds a run; continue it with --resume {path} or "
+                                  f"choose {other}")
         exp = cls(path, writer, echo)
         if writer:
             os.makedirs(exp.model_dir, exist_ok=True)
@@ -77,18 +77,20 @@ class Experiment:
         return exp
 
     @classmethod
-    def open(cls, path, writer=True, echo=tqdm.write):
-        """An existing folder to resume: returns (experiment, config dict, training state)."""
+    def open(cls, path, writer=True, echo=tqdm.write, checkpoint_format=CHECKPOINT_FORMAT):
+        """An existing folder to resume: returns (experiment, config dict, training state); the state must
+        be of ``checkpoint_format`` (the trainer's, or another program's that uses this folder layout)."""
         latest = os.path.join(path, "model", "model_latest.pkl")
         config_path = os.path.join(path, "config.json")
         for needed in (config_path, latest):
             if not os.path.isfile(needed):
-                raise ExperimentError(f"{needed}: not found; --resume needs a folder written by this trainer")
+                raise ExperimentError(f"{needed}: not found; --resume needs a folder written by this program")
         with open(config_path, encoding="utf-8") as f:
             config = json.load(f)
         state, _ = load_checkpoint(latest)
-        if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-            raise ExperimentError(f"{latest}: not a training checkpoint of this trainer (no optimizer state)")
+        if not isinstance(state, dict) or state.get("format") != checkpoint_format:
+            raise ExperimentError(f"{latest}: not a checkpoint of this program (format {checkpoint_format!r} "
+                                  "with optimizer state expected)")
         return cls(path, writer, echo), config, state
 
     def write_config(self, config):
@@ -96,11 +98,12 @@ class Experiment:
             atomic_write(os.path.join(self.path, "config.json"),
                          (json.dumps(config, indent=2, sort_keys=True) + "\n").encode())
 
-    def log(self, line):
-        """Print ``line`` and append it to log.txt."""
+    def log(self, line, console=True):
+        """Append ``line`` to log.txt and (unless ``console=False``) print it."""
         if not self.writer:
             return
-        self.echo(line)
+        if console:
+            self.echo(line)
         with open(os.path.join(self.path, "log.txt"), "a", encoding="utf-8") as f:
             f.write(line + "\n")
 
@@ -131,42 +134,51 @@ class Experiment:
         """metrics.csv and metrics.json from the per-epoch rows; then the plots."""
         if not self.writer:
             return
-        text = io.StringIO()
-        writer = csv.DictWriter(text, fieldnames=METRIC_COLUMNS, extrasaction="ignore", lineterminator="\n")
-        writer.writeheader()
-        for row in history:
-            writer.writerow({k: ("" if row.get(k) is None else row[k]) for k in METRIC_COLUMNS})
-        atomic_write(os.path.join(self.path, "metrics.csv"), text.getvalue().encode())
+        self.write_table("metrics.csv", history, METRIC_COLUMNS)
         atomic_write(os.path.join(self.path, "metrics.json"), (json.dumps(history, indent=1) + "\n").encode())
-        self.plot(history)
+        self.write_plot("loss.png", history, "epoch", ("loss", "L1", "cycle", "boundaries", "sparse", "center"),
+                        "training loss")
+        self.write_plot("psnr.png", history, "epoch", ("psnr", "bicubic_psnr", "down_psnr", "cycle_psnr"),
+                        "validation PSNR (dB)")
 
-    def plot(self, history):
-        """loss.png (training loss terms) and psnr.png (validation PSNRs), if matplotlib is installed."""
+    def write_table(self, filename, rows, columns):
+        """<dir>/<filename>: CSV of ``columns`` of ``rows`` (dicts; missing or None values left empty)."""
+        if not self.writer:
+            return
+        text = io.StringIO()
+        writer = csv.DictWriter(text, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: ("" if row.get(k) is None else row[k]) for k in columns})
+        atomic_write(os.path.join(self.path, filename), text.getvalue().encode())
+
+    def write_plot(self, filename, rows, x_key, keys, title):
+        """<dir>/<filename>: PNG of the curves ``keys`` of ``rows`` over ``x_key`` (rows lacking a key are gaps),
+        if matplotlib is installed; otherwise a note in the log, once."""
+        if not self.writer:
+            return
         try:
             import matplotlib
         except ImportError:
             if not self._plot_note:
-                self.log("note: matplotlib is not installed, so no plots are drawn (metrics.csv has the numbers)")
+                self.log("note: matplotlib is not installed, so no plots are drawn (the CSV files have the numbers)")
                 self._plot_note = True
             return
         matplotlib.use("Agg")
         from matplotlib import pyplot as plt
 
-        epochs = [row["epoch"] for row in history]
-        curves = {"loss.png": ("training loss", ("loss", "L1", "cycle", "boundaries", "sparse", "center")),
-                  "psnr.png": ("validation PSNR (dB)", ("psnr", "bicubic_psnr", "down_psnr", "cycle_psnr"))}
-        for filename, (title, keys) in curves.items():
-            fig, ax = plt.subplots(figsize=(7, 4))
-            for key in keys:
-                values = [row.get(key) for row in history]
-                if any(v is not None for v in values):
-                    ax.plot(epochs, [np.nan if v is None else v for v in values], label=key)
-            ax.set_xlabel("epoch")
-            ax.set_title(title)
-            ax.grid(True, alpha=0.3)
-            if ax.lines:
-                ax.legend()
-            buf = io.BytesIO()
-            fig.savefig(buf, format="png", dpi=100)
-            plt.close(fig)
-            atomic_write(os.path.join(self.path, filename), buf.getvalue())
+        fig, ax = plt.subplots(figsize=(7, 4))
+        for key in keys:
+            points = [(row[x_key], row[key]) for row in rows if row.get(key) is not None]
+            if points:
+                xs, ys = zip(*points)
+                ax.plot(xs, ys, label=key, marker="o" if len(points) < 3 else None)
+        ax.set_xlabel(x_key)
+        ax.set_title(title)
+        ax.grid(True, alpha=0.3)
+        if ax.lines:
+            ax.legend()
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=100)
+        plt.close(fig)
+        atomic_write(os.path.join(self.path, filename), buf.getvalue())

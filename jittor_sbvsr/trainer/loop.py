@@ -91,6 +91,23 @@ def validate(model, val_set):
     return {k: v / max(n, 1) for k, v in sums.items()}
 
 
+def self_supervised_loss(model, batches):
+    """Mean total and terms of the training loss in 'train' mode over fixed batches [B, 5, 3, p, p], without
+    gradients: the score of weights on a clip that has no HR frames. Batches are weighted by their size."""
+    sums, n = dict.fromkeys(("loss",) + TERMS, 0.0), 0
+    model.eval()
+    with jt.no_grad():
+        for x in batches:
+            total, terms = train_loss(model({"x": x, "mode": "train"})[0])
+            values = {"loss": total, **terms}
+            jt.sync(list(values.values()))
+            for k, v in values.items():
+                sums[k] += v.item() * x.shape[0]
+            n += x.shape[0]
+    model.train()
+    return {k: v / max(n, 1) for k, v in sums.items()}
+
+
 def is_out_of_memory(err):
     text = str(err).lower()
     return any(marker in text for marker in OOM_MARKERS)
