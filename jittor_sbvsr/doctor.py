@@ -116,16 +116,19 @@ def check_cache():
 
 
 def check_weights():
-    from .infer import default_model_paths
+    from .infer import DEMO_WEIGHTS, default_model_paths
 
     paths = default_model_paths()
     found = [p for p in paths if os.path.isfile(p)]
     if found:
-        return Check("ok", "weights", os.path.abspath(found[0]))
-    return Check("note", "weights", f"none at {' or '.join(paths)} (relative to {os.getcwd()}): --demo runs an "
-                                    "untrained network", "put the upstream self_blind_vsr_gaussian.pt there (it loads "
-                                                         "directly) or convert it: python tools/convert_weights.py "
-                                                         f"{paths[1]} {paths[0]}")
+        return Check("ok", "weights", f"{os.path.abspath(found[0])} (upstream)")
+    fix = ("for upstream's results put self_blind_vsr_gaussian.pt there (it loads directly) or convert it: "
+           f"python tools/convert_weights.py {paths[1]} {paths[0]}")
+    if os.path.isfile(DEMO_WEIGHTS):
+        return Check("note", "weights", f"no upstream weights at {' or '.join(paths)} (relative to {os.getcwd()}): "
+                                        f"infer uses the shipped demo weights {DEMO_WEIGHTS}", fix)
+    return Check("note", "weights", f"none at {' or '.join(paths)} (relative to {os.getcwd()}) nor {DEMO_WEIGHTS}: "
+                                    "--demo runs an untrained network", fix)
 
 
 def main():

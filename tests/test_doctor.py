@@ -12,8 +12,18 @@ def test_report_on_this_machine(capsys, tmp_path, monkeypatch):
     names = [line.split()[1] for line in out.splitlines() if line.split() and line.split()[0] in ("ok", "note", "FAIL")]
     for name in ("python", "numpy", "jittor", "oneDNN", "CUDA", "correlation", "cache", "weights", "imageio-ffmpeg"):
         assert name in names, out
-    assert "fix: put the upstream self_blind_vsr_gaussian.pt there" in out
+    assert "fix: for upstream's results put self_blind_vsr_gaussian.pt there" in out
+    assert "infer uses the shipped demo weights" in out and "sbvsr_demo_x4.pkl" in out
     assert code == (1 if "FAIL" in out else 0)
+
+
+def test_weights_without_any_file(tmp_path, monkeypatch):
+    from jittor_sbvsr import infer
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(infer, "DEMO_WEIGHTS", str(tmp_path / "none.pkl"))
+    check = doctor.check_weights()
+    assert check.status == "note" and "--demo runs an untrained network" in check.detail
 
 
 def test_non_ascii_cache_path_is_a_problem(monkeypatch, tmp_path):
