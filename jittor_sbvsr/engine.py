@@ -54,11 +54,17 @@ def to_image(recons):
     return np.round(np.clip(img * np.float32(255.0), 0, 255)).astype(np.uint8)
 
 
-def naive_window(net, frames):
-    """Reference: the whole network on one window of 5 uint8 frames -> recons float32 [3, 4h, 4w]."""
+def window_output(net, frames):
+    """The whole network's 'infer' output dict (lazy Jittor Vars: only what is read is computed) for one
+    window of 5 uint8 frames."""
     x = jt.concat([to_tensor(f) for f in frames], dim=0).unsqueeze(0)
     with jt.no_grad():
-        return net({"x": x, "mode": "infer"})[0]["recons"].numpy()[0]
+        return net({"x": x, "mode": "infer"})[0]
+
+
+def naive_window(net, frames):
+    """Reference: the whole network on one window of 5 uint8 frames -> recons float32 [3, 4h, 4w]."""
+    return window_output(net, frames)["recons"].numpy()[0]
 
 
 def tile_spans(size, tile, overlap):

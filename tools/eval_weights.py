@@ -18,7 +18,7 @@ import sys
 
 import numpy as np
 
-from jittor_sbvsr import demo, metrics, runtime
+from jittor_sbvsr import demo, metrics
 from jittor_sbvsr.data.folders import video_frames
 from jittor_sbvsr.data.train_set import pad_kernel
 from jittor_sbvsr.video_io import InputError, read_image
@@ -26,13 +26,10 @@ from jittor_sbvsr.video_io import InputError, read_image
 
 def window_outputs(net, frames):
     """(SR uint8 image, estimated kernel [k, k]) of the centre of 5 uint8 frames."""
-    from jittor_sbvsr.engine import to_image, to_tensor
+    from jittor_sbvsr.engine import to_image, window_output
 
-    jt = runtime.jittor()
-    x = jt.concat([to_tensor(f) for f in frames], dim=0).unsqueeze(0)
-    with jt.no_grad():
-        out = net({"x": x, "mode": "infer"})[0]
-        return to_image(out["recons"].numpy()[0]), out["est_kernel"].numpy()[0, 0]
+    out = window_output(net, frames)
+    return to_image(out["recons"].numpy()[0]), out["est_kernel"].numpy()[0, 0]
 
 
 def score_clip(net, lr, hr, true_kernel=None):
