@@ -31,11 +31,6 @@ class ModelConfig:
         if self.scale < 1 or self.scale & (self.scale - 1):
             raise ValueError(f"model config: scale must be a power of two (got {self.scale})")
 
-    @property
-    def radius(self):
-        """Neighbours on each side of a window's centre frame (2 for 5-frame windows)."""
-        return self.n_sequence // 2
-
     def to_dict(self):
         return asdict(self)
 

@@ -85,7 +85,7 @@ def validate(model, val_set):
             sums["cycle_psnr"] += calc_psnr(centre, cycle)
             sums["down_psnr"] += calc_psnr(centre, down)
             sums["psnr"] += calc_psnr(gt[..., :h, :w], recons[..., :h, :w])
-            sums["bicubic_psnr"] += bicubic_psnr(lr.numpy()[0, val_set.n_sequence // 2], gt[0])
+            sums["bicubic_psnr"] += bicubic_psnr(centre[0], gt[0])
             n += 1
     model.train()
     return {k: v / max(n, 1) for k, v in sums.items()}
