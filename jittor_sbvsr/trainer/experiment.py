@@ -25,6 +25,7 @@ from tqdm import tqdm
 
 from ..checkpoint import load_checkpoint
 from ..config import META_KEY
+from ..files import write_atomic
 
 CHECKPOINT_FORMAT = "jittor-sbvsr-train-1"
 METRIC_COLUMNS = ("epoch", "lr", "loss", "L1", "cycle", "boundaries", "sparse", "center", "cycle_psnr",
@@ -36,18 +37,15 @@ class ExperimentError(Exception):
 
 
 def atomic_write(path, data):
-    """Write bytes to ``path`` through a temporary file in the same folder, fsync, then rename."""
-    tmp = f"{path}.tmp-{os.getpid()}"
-    try:
+    """Write bytes to ``path`` through a temporary file in the same folder (``files.write_atomic``), fsynced
+    before the rename so that a crash never leaves a checkpoint name on incomplete data."""
+    def write(tmp):
         with open(tmp, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+
+    write_atomic(path, write)
 
 
 def model_state(model):
