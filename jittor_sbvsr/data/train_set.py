@@ -14,13 +14,11 @@ no saved RNG state.
 import numpy as np
 
 from ..degrade import blur_downsample
-from ..runtime import jittor
 from ..video_io import InputError, read_image
 from .folders import video_frames, windows
 from .imgproc import edge_mean
 from .kernels import KERNEL_TYPES, OUT_SIZE, random_kernel
-
-jt = jittor()
+from .workers import WorkerSafeDataset
 
 FLAT_EDGE_MEAN = 7.0   # crops whose centre frame has a smaller mean Sobel magnitude are re-drawn ...
 CROP_TRIES = 5         # ... at most this many crops in all (the last one is kept)
@@ -65,7 +63,7 @@ class EpochShuffle:
         return self.n
 
 
-class BlurDownTrainSet(jt.dataset.Dataset):
+class BlurDownTrainSet(WorkerSafeDataset):
     """Training windows with online degradation; yields (LR [B, 5, 3, p, p], kernel [B, 13, 13]) float32."""
 
     def __init__(self, root, kernel="gaussian", patch_size=160, scale=4, n_frames_per_video=50, n_sequence=5,
@@ -95,7 +93,7 @@ class BlurDownTrainSet(jt.dataset.Dataset):
             self.sampler.epoch = epoch
             self.reset()
 
-    def __getitem__(self, code):
+    def load(self, code):
         epoch, index = divmod(int(code), self.total_len)
         return self.sample(epoch, index)
 

@@ -5,14 +5,12 @@ import os
 
 import numpy as np
 
-from ..runtime import jittor
 from ..video_io import InputError, read_image
 from .folders import video_frames, windows
+from .workers import WorkerSafeDataset
 
-jt = jittor()
 
-
-class HRLRValSet(jt.dataset.Dataset):
+class HRLRValSet(WorkerSafeDataset):
     """Yields (LR window [1, 5, 3, h, w], HR centre frame [1, 3, H, W], name '<video>/<frame stem>'), in [0, 1]."""
 
     def __init__(self, root, n_sequence=5, num_workers=0):
@@ -32,7 +30,7 @@ class HRLRValSet(jt.dataset.Dataset):
         self.windows = windows(self.lr, n_sequence)
         self.set_attrs(total_len=len(self.windows), batch_size=1, shuffle=False, num_workers=num_workers)
 
-    def __getitem__(self, index):
+    def load(self, index):
         v, start = self.windows[index]
         centre = start + self.n_sequence // 2
         lr = np.stack([read_image(p)[0] for p in self.lr[v][1][start:start + self.n_sequence]])
