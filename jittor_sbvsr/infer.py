@@ -8,6 +8,7 @@ are synchronised and taken after a warm-up; a CSV, a JSON summary, optional vide
 metrics/tiling; errors are one line ``infer: error: <path>: <problem>`` with exit status 2.
 """
 import argparse
+import contextlib
 import csv
 import json
 import math
@@ -16,9 +17,11 @@ import sys
 import time
 from dataclasses import dataclass, field
 
-from . import metrics
+from . import metrics, run_folder
 from .checkpoint import CheckpointError
-from .video_io import InputError, VideoWriter, check_writable, discover, pair_gt, write_atomic, write_png
+from .files import AppendFile, write_atomic
+from .interrupts import deferred, exit_status, sigterm_raises
+from .video_io import InputError, VideoWriter, check_frame_files, discover, ffmpeg_exe, pair_gt, write_png
 
 PROG = "infer"
 MODEL_DIR = "pretrain_models"
@@ -66,7 +69,9 @@ def build_parser():
     p.add_argument("--data-root", default="dataset", help="folder holding the upstream test sets (default: dataset)")
     p.add_argument("--output", default="infer_results", help="results folder (default: infer_results)")
     p.add_argument("--run-name", help="sub-folder of --output for this run (default: infer_<preset>, infer_demo "
-                                      "or infer_<date-time>)")
+                                      "or infer_<date-time>, with a suffix _2, _3, ... when that folder exists)")
+    p.add_argument("--overwrite", action="store_true", help="write into the run folder even when it holds an "
+                                                            "earlier run (files of the same name are replaced)")
     p.add_argument("--border", action="store_true", help="also restore the first and last 2 frames of each video")
     p.add_argument("--no-images", dest="save_images", action="store_false", help="do not write the output PNGs")
     p.add_argument("--save-video", action="store_true", help="also write <run>/<video>.mp4 (H.264)")
@@ -94,16 +99,20 @@ def parse_args(argv):
     if len(sources) != 1:
         p.error("give exactly one of: an input path, --preset, --demo" + (f" (got {', '.join(sources)})"
                                                                           if sources else ""))
-    if args.tile is not None and not (args.tile >= 8 and 0 <= args.tile_overlap < args.tile):
-        p.error("--tile must be >= 8 and --tile-overlap in [0, tile)")
+    if args.tile is not None and not (args.tile >= 8 and 0 <= args.tile_overlap <= args.tile // 2):
+        p.error("--tile must be >= 8 and --tile-overlap (default 16) in [0, tile/2]: a larger overlap multiplies "
+                "the tiles per frame (tile 8 with overlap 7 cuts a 32x24 frame into 425 tiles)")
     if args.demo and args.gt:
         p.error("--demo makes its own ground truth; drop --gt")
-    if args.log_every < 1 or (args.fps is not None and args.fps <= 0):
-        p.error("--log-every and --fps must be positive")
+    if args.log_every < 1:
+        p.error("--log-every must be positive")
+    if args.fps is not None and not (math.isfinite(args.fps) and args.fps > 0):
+        p.error(f"--fps must be a positive finite number (got {args.fps})")
     if args.preset:
         folder, checkpoint = PRESETS[args.preset]
         args.input = os.path.join(args.data_root, folder, "LR_blurdown_x4")
         args.gt = args.gt or os.path.join(args.data_root, folder, "HR")
+    args.default_name = args.run_name is None
     args.run_name = args.run_name or "infer_" + (args.preset or ("demo" if args.demo else
                                                                  time.strftime("%Y-%m-%d_%H-%M-%S")))
     return args
@@ -163,14 +172,22 @@ def build_model(path, log):
 
 
 class RunLog:
-    """Lines to the log file and (unless ``console=False``) to stdout, above any progress bar."""
+    """Lines to the log file and (unless ``console=False``) to stdout, above any progress bar.
+
+    A failed write (disk full) raises an OSError naming the log; the file is not written again afterwards,
+    so that reporting that very error cannot fail a second time."""
 
     def __init__(self, path):
-        self.file = open(path, "a", encoding="utf-8")
+        self.file = AppendFile(path)
+        self.failed = False
 
     def __call__(self, line, console=True):
-        self.file.write(line + "\n")
-        self.file.flush()
+        if not self.failed:
+            try:
+                self.file.write(line + "\n")
+            except OSError:
+                self.failed = True
+                raise
         if console:
             from tqdm import tqdm
 
@@ -230,6 +247,9 @@ class FrameReader:
                 stem, img, note, path = next(self._it)
             except StopIteration:
                 self.n = self._next
+                shortfall = self.video.shortfall_note(self.n)
+                if shortfall:
+                    self.note(f"note: {self.video.path}: {shortfall}")
                 break
             if note and note not in self._noted:
                 self._noted.add(note)
@@ -267,7 +287,7 @@ class Runner:
         self.results = []
         self.written = 0
         self._warm = set()
-        self._csv_file = open(os.path.join(run_dir, "metrics.csv"), "w", newline="", encoding="utf-8")
+        self._csv_file = AppendFile(os.path.join(run_dir, "metrics.csv"), "w")
         self._csv = csv.writer(self._csv_file)
         self._csv.writerow(["video", "frame", "psnr", "ssim", "pre_s", "forward_s", "post_s", "total_s"])
 
@@ -303,15 +323,16 @@ class Runner:
                 gt_img = self._gt_frame(gt_reader, gt, centre, reader.n) if gt else None
                 t_pre = time.perf_counter() - t0
                 shape = reader[centre][1].shape
-                if shape not in self._warm:
-                    engine.warm_up(reader[centre][1], kernel=args.save_kernel)
-                    self._warm.add(shape)
-                t1 = time.perf_counter()
-                for j in dict.fromkeys(indices):
-                    if not engine.has(j):
-                        engine.add(j, reader[j][1])
-                recons = engine.super_resolve(indices)
-                kernel = engine.kernel(indices) if args.save_kernel else None
+                with out_of_memory_advice(video, shape, args.tile):
+                    if shape not in self._warm:
+                        engine.warm_up(reader[centre][1], kernel=args.save_kernel)
+                        self._warm.add(shape)
+                    t1 = time.perf_counter()
+                    for j in dict.fromkeys(indices):
+                        if not engine.has(j):
+                            engine.add(j, reader[j][1])
+                    recons = engine.super_resolve(indices)
+                    kernel = engine.kernel(indices) if args.save_kernel else None
                 t2 = time.perf_counter()
                 sr = to_image(recons)
                 result = FrameResult(video.name, stem)
@@ -320,10 +341,11 @@ class Runner:
                         crop = self._gt_crop(sr.shape, gt_img.shape, gt, video.name)
                     result.psnr, result.ssim = metrics.evaluate(sr[:crop[0], :crop[1]], gt_img[:crop[0], :crop[1]],
                                                                 self.space)
-                self._save(out_dir, stem, sr, kernel, writer)
-                t3 = time.perf_counter()
-                result.times = {"pre": t_pre, "forward": t2 - t1, "post": t3 - t2, "total": t_pre + t3 - t1}
-                self._record(result)
+                with deferred():  # a frame on disk is a frame in metrics.csv and summary.json
+                    self._save(out_dir, stem, sr, kernel, writer)
+                    t3 = time.perf_counter()
+                    result.times = {"pre": t_pre, "forward": t2 - t1, "post": t3 - t2, "total": t_pre + t3 - t1}
+                    self._record(result)
                 progress.update()
                 engine.release_below(centre - 1)
                 reader.release_below(centre - 1)
@@ -371,7 +393,7 @@ class Runner:
             writer.write(sr)
         if kernel is not None:
             base = os.path.join(out_dir, "kernels", stem)
-            write_atomic(base + ".npy", lambda tmp: np.save(tmp, kernel))
+            write_atomic(base + ".npy", lambda tmp: _save_npy(tmp, kernel))
             span = float(kernel.max() - kernel.min())
             scaled = (kernel - kernel.min()) / span if span > 0 else np.zeros_like(kernel)
             write_png(base + ".png", np.kron(np.round(scaled * 255), np.ones((8, 8))).astype(np.uint8))
@@ -384,7 +406,35 @@ class Runner:
                  f"post_time:{t['post']:.3f}s, total_time:{t['total']:.3f}s", console=False)
         self._csv.writerow([r.video, r.frame, _num(r.psnr), _num(r.ssim)] + [f"{t[k]:.4f}" for k in
                                                                              ("pre", "forward", "post", "total")])
-        self._csv_file.flush()
+
+
+@contextlib.contextmanager
+def out_of_memory_advice(video, shape, tile):
+    """Report a failed allocation while super-resolving frames of ``shape`` as an InputError naming the frame
+    size and a --tile value to try (tiles bound the memory a window needs)."""
+    from .runtime import is_out_of_memory
+
+    try:
+        yield
+    except (RuntimeError, MemoryError) as err:
+        if not is_out_of_memory(err):
+            raise
+        h, w = shape[:2]
+        if not tile:
+            advice = f"process them in tiles, e.g. --tile {min(256, max(32, max(h, w) // 2 // 16 * 16))}"
+        elif tile > 32:
+            advice = f"lower --tile (now {tile}), e.g. --tile {max(32, tile // 2)}"
+        else:
+            advice = f"the tiles ({tile}) are already small: free memory or use a machine with more"
+        raise InputError(video.path, f"out of memory super-resolving its {w}x{h} frames; {advice}") from None
+
+
+def _save_npy(path, array):
+    """np.save to exactly ``path`` (given a file name, np.save would append .npy to the temporary one)."""
+    import numpy as np
+
+    with open(path, "wb") as f:
+        np.save(f, array)
 
 
 def _check_length(video, n, border):
@@ -444,7 +494,8 @@ def write_summary(path, header, summary, complete):
 
 
 def prepare_inputs(args):
-    """Discover and validate the input and GT videos before anything heavy starts."""
+    """Discover and validate the input and GT videos before anything heavy starts: names, lengths and every
+    frame file's header and integrity (a corrupt or odd-sized frame is found before the model loads)."""
     if args.preset and not os.path.exists(args.input):
         raise InputError(args.input, f"input not found: --preset {args.preset} expects the upstream test set under "
                                      f"--data-root ({args.data_root})")
@@ -453,46 +504,61 @@ def prepare_inputs(args):
     for v in videos:
         if not v.is_file:
             _check_length(v, len(v.frame_paths), args.border)
+    for v in videos + list(gt_pairs.values()):
+        check_frame_files(v.frame_paths, verify=True)
     return videos, gt_pairs
+
+
+def claim_run_dir(args, inputs):
+    """Lock this run's folder (``run_folder.claim``) after checking that it lies apart from ``inputs``."""
+    run_folder.check_apart(os.path.join(args.output, args.run_name), inputs)
+    return run_folder.claim(args.output, args.run_name, default=args.default_name, overwrite=args.overwrite)
 
 
 def main(argv=None, model=None):
     """CLI entry point; returns the exit status. ``model`` (a PWC_Recons) replaces loading (tests)."""
     args = parse_args(argv)
-    run_dir = os.path.join(args.output, args.run_name)
-    try:
-        demo = None
-        if args.demo:
-            from .demo import Demo
+    with sigterm_raises():
+        return _main(args, model)
 
-            check_writable(run_dir)
-            demo = Demo(args, run_dir)
-        videos, gt_pairs = prepare_inputs(args)
-        model_path = None if model is not None else resolve_model(args, allow_untrained=args.demo)
-        check_writable(run_dir)
-    except (InputError, CheckpointError) as e:
-        print(f"{PROG}: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
-        return 130
-    log = RunLog(os.path.join(run_dir, f"inference_log_{time.strftime('%Y-%m-%d_%H-%M-%S')}.txt"))
-    try:
-        untrained = model is None and model_path is None
-        if demo:
-            demo.first_line(log, "the given network" if model is not None else describe_weights(model_path),
-                            default_model_paths() + [DEMO_WEIGHTS] if untrained else None)
-        return _run(args, model, model_path, untrained, videos, gt_pairs, run_dir, log, demo)
-    except (InputError, CheckpointError, OSError) as e:
-        message = f"{e.filename}: {e.strerror}" if isinstance(e, OSError) and e.filename else str(e)
-        print(f"{PROG}: error: {message}", file=sys.stderr)
-        log(f"error: {message}", console=False)
-        return 2
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
-        return 130
-    finally:
-        log.close()
+
+def _main(args, model):
+    with contextlib.ExitStack() as cleanup:  # closes the log, then releases the run folder
+        log = None
+        try:
+            demo = None
+            if args.demo:
+                from .demo import Demo
+
+                claimed = cleanup.enter_context(contextlib.closing(claim_run_dir(args, [])))
+                demo = Demo(args, claimed.path)
+            videos, gt_pairs = prepare_inputs(args)
+            if args.save_video:
+                ffmpeg_exe()  # looked up before Jittor is imported (see ffmpeg_exe)
+            model_path = None if model is not None else resolve_model(args, allow_untrained=args.demo)
+            if not args.demo:
+                inputs = [args.input] + ([args.gt] if args.gt else [])
+                claimed = cleanup.enter_context(contextlib.closing(claim_run_dir(args, inputs)))
+            log = cleanup.enter_context(contextlib.closing(
+                RunLog(os.path.join(claimed.path, f"inference_log_{time.strftime('%Y-%m-%d_%H-%M-%S')}.txt"))))
+            untrained = model is None and model_path is None
+            if demo:
+                demo.first_line(log, "the given network" if model is not None else describe_weights(model_path),
+                                default_model_paths() + [DEMO_WEIGHTS] if untrained else None)
+            return _run(args, model, model_path, untrained, videos, gt_pairs, claimed.path, log, demo)
+        except (InputError, CheckpointError, OSError) as e:
+            print(f"{PROG}: error: {_message(e)}", file=sys.stderr)
+            if log is not None:
+                log(f"error: {_message(e)}", console=False)
+            return 2
+        except KeyboardInterrupt as e:  # outside the frame loop, which reports its own interruptions
+            print(f"{PROG}: interrupted", file=sys.stderr)
+            return exit_status(e)
+
+
+def _message(err):
+    """One line ``<path>: <problem>`` for our errors and for OSErrors that name a file."""
+    return f"{err.filename}: {err.strerror}" if isinstance(err, OSError) and err.filename else str(err)
 
 
 def _run(args, model, model_path, untrained, videos, gt_pairs, run_dir, log, demo):
@@ -500,12 +566,12 @@ def _run(args, model, model_path, untrained, videos, gt_pairs, run_dir, log, dem
 
     if args.cpu:
         runtime.use_cpu()
-    header = {"run": args.run_name, "input": args.input, "gt": args.gt,
+    header = {"run": os.path.basename(run_dir), "input": args.input, "gt": args.gt,
               "model": model_path or ("<given>" if model is not None else "<untrained, seed 0>"),
               "untrained": untrained, "border": args.border,
               "metrics": {"space": "y" if args.y_channel else "rgb", "crop_border": metrics.CROP_BORDER},
               "tile": args.tile, "device": runtime.report()}
-    log(f"Inference - {args.run_name} with " + ("the given network" if model is not None else
+    log(f"Inference - {header['run']} with " + ("the given network" if model is not None else
                                                describe_weights(model_path)))
     for key in ("input", "gt", "model", "device"):
         log(f"{key}: {header[key]}")
@@ -518,21 +584,24 @@ def _run(args, model, model_path, untrained, videos, gt_pairs, run_dir, log, dem
             f"{metrics.CROP_BORDER}-pixel border crop; totals pooled over all frames (upstream)")
     if args.tile:
         log(f"tiles: {args.tile}x{args.tile} LR pixels, overlap {args.tile_overlap}")
-    net = model if model is not None else build_model(model_path, log)
-    runner = Runner(args, net, log, run_dir)
+    runner = None
     complete = False
     try:
+        net = model if model is not None else build_model(model_path, log)
+        runner = Runner(args, net, log, run_dir)
         for video in videos:
             runner.run_video(video, gt_pairs.get(video.name))
         complete = True
-    except KeyboardInterrupt:
-        message = f"interrupted: {runner.written} frame(s) written to {run_dir}, each complete"
+    except KeyboardInterrupt as e:
+        message = f"interrupted: {runner.written if runner else 0} frame(s) written to {run_dir}, each complete"
         log(message, console=False)
         print(f"{PROG}: {message}", file=sys.stderr)
-        return 130
+        return exit_status(e)
     finally:
-        runner.close()
-        summary = summarize(runner.results)
+        results = runner.results if runner else []
+        if runner:
+            runner.close()
+        summary = summarize(results)
         write_summary(os.path.join(run_dir, "summary.json"), header, summary, complete)
         if complete:
             for line in summary_lines(summary):

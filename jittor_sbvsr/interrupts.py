@@ -49,6 +49,22 @@ def sigterm_raises():
         signal.signal(signal.SIGTERM, previous)
 
 
+@contextlib.contextmanager
+def deferred():
+    """Ctrl-C and SIGTERM that arrive inside this block take effect when it ends, so that the steps inside
+    happen together or not at all (a frame is written *and* recorded). Main thread only."""
+    received = []
+    previous = {signum: signal.signal(signum, lambda signum, frame: received.append(signum))
+                for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        if received:
+            signal.raise_signal(received[0])
+
+
 def exit_status(interrupt):
     """130 for Ctrl-C (SIGINT), 143 for ``Terminated`` (SIGTERM)."""
     return 128 + (signal.SIGTERM if isinstance(interrupt, Terminated) else signal.SIGINT)

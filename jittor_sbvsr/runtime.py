@@ -23,6 +23,9 @@ from .interrupts import restore_sigint
 
 _CONFIGURED = False
 _SET_UP = False  # the first jittor() call has imported and set up Jittor
+# lower-case pieces of the messages Jittor, CUDA and oneDNN raise when an allocation fails
+OOM_MARKERS = ("out of memory", "cudaerrormemoryallocation", "cuda_error_out_of_memory", "bad_alloc",
+               "cannot allocate memory", "could not create a memory object")
 
 
 def check_numpy(version):
@@ -94,6 +97,11 @@ def jittor():
         if jt.has_cuda and os.environ.get("SBVSR_CPU", "0") != "1" and "use_cuda" not in os.environ:
             jt.flags.use_cuda = 1
     return jt
+
+
+def is_out_of_memory(err):
+    """True when ``err`` (a RuntimeError from Jittor, or a MemoryError) reports a failed allocation."""
+    return isinstance(err, MemoryError) or any(marker in str(err).lower() for marker in OOM_MARKERS)
 
 
 def use_cpu():
