@@ -82,11 +82,11 @@ def run(argv=None):
         try:
             load_state_dict_strict(model, state["model"])
             optimizer.load_state(state["optimizer"])
-        except ValueError as err:  # StateDictMismatch included
+            random.setstate(state["rng"]["python"])
+            np.random.set_state(state["rng"]["numpy"])
+        except (ValueError, KeyError, TypeError) as err:  # StateDictMismatch included
             raise ExperimentError(f"{exp.path}: the checkpoint does not fit the model of these options ({err})")
         history, start = state["history"], state["epoch"] + 1
-        random.setstate(state["rng"]["python"])
-        np.random.set_state(state["rng"]["numpy"])
         exp.write_config(vars(args))
         exp.log(f"resumed {exp.path} after epoch {state['epoch']}")
     else:

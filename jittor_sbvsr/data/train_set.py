@@ -11,11 +11,13 @@ stream and each epoch gets fresh crops and kernels (upstream's workers repeated 
 while a run is reproducible from ``--seed`` whatever the number of workers, and resuming at an epoch needs
 no saved RNG state.
 """
+import os
+
 import numpy as np
 
 from ..degrade import blur_downsample
 from ..video_io import InputError, read_image
-from .folders import video_frames, windows
+from .folders import frame_sizes, video_frames, windows
 from .imgproc import edge_mean
 from .kernels import KERNEL_TYPES, OUT_SIZE, random_kernel
 from .workers import WorkerSafeDataset
@@ -73,6 +75,13 @@ class BlurDownTrainSet(WorkerSafeDataset):
             raise ValueError(f"unknown kernel type {kernel!r} (expected one of {', '.join(KERNEL_TYPES)})")
         self.videos = video_frames(root, "HR", n_frames_per_video)
         self.windows = windows(self.videos, n_sequence)
+        crop_size, sizes = patch_size * scale, frame_sizes(self.videos)
+        for name, frames in self.videos:
+            h, w = sizes[name]
+            if h < crop_size or w < crop_size:
+                raise InputError(os.path.dirname(frames[0]), f"frames are {w}x{h}, smaller than the {crop_size}x"
+                                                              f"{crop_size} HR crop (--patch-size {patch_size} x "
+                                                              f"scale {scale}); lower --patch-size")
         self.kernel, self.patch_size, self.scale = kernel, patch_size, scale
         self.n_sequence, self.augment, self.seed = n_sequence, augment, seed
         # upstream repeats a small set so that an epoch has about test_every batches
@@ -102,7 +111,7 @@ class BlurDownTrainSet(WorkerSafeDataset):
         rng = np.random.default_rng([self.seed, epoch, 0, index])
         v, start = self.windows[index % len(self.windows)]
         paths = self.videos[v][1][start:start + self.n_sequence]
-        frames = self.crop(np.stack([self.read(p) for p in paths]), rng, paths[self.n_sequence // 2])
+        frames = self.crop(np.stack([self.read(p) for p in paths]), rng)
         if self.augment:
             frames = augment(frames, rng)
         kernel = random_kernel(self.kernel, rng)
@@ -115,13 +124,10 @@ class BlurDownTrainSet(WorkerSafeDataset):
         img, _ = read_image(path)
         return img.astype(np.float64)
 
-    def crop(self, frames, rng, centre_path):
+    def crop(self, frames, rng):
         """One HR crop of (scale * patch_size)^2 pixels, the same for all frames, avoiding flat areas."""
         size = self.patch_size * self.scale
         _, h, w, _ = frames.shape
-        if h < size or w < size:
-            raise InputError(centre_path, f"frame {w}x{h} is smaller than the {size}x{size} HR crop "
-                                          f"(--patch-size {self.patch_size} x scale {self.scale}); lower --patch-size")
         centre = self.n_sequence // 2
         for _ in range(CROP_TRIES):
             y, x = rng.integers(0, h - size + 1), rng.integers(0, w - size + 1)

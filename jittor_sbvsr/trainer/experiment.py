@@ -28,6 +28,7 @@ from ..config import META_KEY
 from ..files import write_atomic
 
 CHECKPOINT_FORMAT = "jittor-sbvsr-train-1"
+TRAINING_STATE = ("model", "optimizer", "epoch", "history", "rng")  # what model_latest.pkl holds to resume
 METRIC_COLUMNS = ("epoch", "lr", "loss", "L1", "cycle", "boundaries", "sparse", "center", "cycle_psnr",
                   "down_psnr", "psnr", "bicubic_psnr", "best", "seconds")
 
@@ -82,11 +83,19 @@ class Experiment:
         for needed in (config_path, latest):
             if not os.path.isfile(needed):
                 raise ExperimentError(f"{needed}: not found; --resume needs a folder written by this trainer")
-        with open(config_path, encoding="utf-8") as f:
-            config = json.load(f)
+        try:
+            with open(config_path, encoding="utf-8") as f:
+                config = json.load(f)
+        except ValueError as e:  # malformed JSON or text that is not UTF-8
+            raise ExperimentError(f"{config_path}: not valid JSON ({e})") from None
+        if not isinstance(config, dict):
+            raise ExperimentError(f"{config_path}: not a JSON object of options")
         state, _ = load_checkpoint(latest)
         if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
             raise ExperimentError(f"{latest}: not a training checkpoint of this trainer (no optimizer state)")
+        missing = [key for key in TRAINING_STATE if key not in state]
+        if missing:
+            raise ExperimentError(f"{latest}: training checkpoint without {', '.join(missing)}")
         return cls(path, writer, echo), config, state
 
     def write_config(self, config):
