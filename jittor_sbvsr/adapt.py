@@ -30,7 +30,8 @@ import time
 from .checkpoint import CheckpointError
 from .trainer.experiment import Experiment, ExperimentError
 from .trainer.loop import TERMS
-from .video_io import InputError, write_atomic
+from .files import write_atomic
+from .video_io import InputError
 
 PROG = "adapt"
 DEFAULT_STEPS = 200
@@ -212,7 +213,7 @@ class Run:
     def train(self, stop):
         """Steps until the budget is spent, a signal arrives or the loss stops being finite. Returns False in
         the last case (the weights are then not saved)."""
-        a, args = self.adaptation, self.args
+        a = self.adaptation
         if self.before is None:
             self.before = a.held_out()
             self.exp.log(f"held-out loss before: {format_loss(self.before)}")
@@ -310,7 +311,8 @@ class Run:
 
     def infer_argv(self):
         args = self.args
-        argv = [args.input, "--model", self.adapted_path, "--output", args.output, "--run-name", "infer"]
+        argv = [args.input, "--model", self.adapted_path, "--output", args.output, "--run-name", "infer",
+                "--overwrite"]  # the folder belongs to this adapt run: a resumed run redoes its inference
         return argv + [flag for flag, on in (("--border", args.border), ("--cpu", args.cpu),
                                              ("--quiet", args.quiet)) if on] + (["--gt", args.gt] if args.gt else [])
 

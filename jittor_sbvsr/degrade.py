@@ -17,7 +17,10 @@ def gaussian_size(sigma):
 
 
 def fspecial_gaussian(sigma, size=None):
-    """MATLAB ``fspecial('gaussian', size, sigma)``: taps below eps * max set to 0, sum 1, float64."""
+    """MATLAB ``fspecial('gaussian', size, sigma)``: taps below eps * max set to 0, sum 1, float64.
+    ValueError for a sigma that is not a positive finite number (0 would give NaN taps)."""
+    if not (math.isfinite(sigma) and sigma > 0):
+        raise ValueError(f"Gaussian sigma must be a positive finite number (got {sigma})")
     size = gaussian_size(sigma) if size is None else size
     m = (size - 1) / 2.0
     y, x = np.mgrid[-m:m + 1, -m:m + 1]

@@ -1,15 +1,18 @@
 """``python -m jittor_sbvsr.doctor``: report the environment this package runs in and how to fix problems.
 
-Checks Python, numpy (< 2), the I/O packages, Jittor (import, version, oneDNN, cache path), CUDA (driver,
-nvcc, GPU), the correlation backend and the default weights. Each line is ``ok``, ``note`` or ``FAIL``,
-with the fix for every problem; the exit status is 1 when something FAILs.
+Checks Python, numpy (< 2), the I/O packages, Jittor's cache folder (before importing Jittor, since the import
+compiles into it), Jittor (import, version, oneDNN), CUDA (driver, nvcc, GPU), the correlation backend and the
+default weights. Each line is ``ok``, ``note`` or ``FAIL``, with the fix for every problem; the exit status is 1
+when something FAILs.
 """
 import importlib
+import json
 import os
 import platform
 import shutil
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 from . import runtime
 
@@ -55,14 +58,17 @@ def check_packages():
         yield Check("ok", pip_name, version)
 
 
-def check_jittor():
+def check_jittor(cache_ok=True):
+    """Import Jittor and report it; ``cache_ok`` False (``check_cache`` found a problem) makes that problem
+    the fix for a failed import, since a cache folder Jittor cannot write stops the import itself."""
     try:
         jt = runtime.jittor()
     except Exception as e:  # any import failure is the finding itself
         last = (str(e).strip().splitlines() or [""])[-1]
-        yield Check("FAIL", "jittor", f"import failed: {type(e).__name__}: {last}",
-                    f"pip install jittor=={JITTOR_VERSION} jittor-offline==0.0.7; if it mentions nvcc on a machine "
-                    "without a GPU: export nvcc_path=''")
+        fix = ("fix the cache problem reported above first" if not cache_ok else
+               f"pip install jittor=={JITTOR_VERSION} jittor-offline==0.0.7; if it mentions nvcc on a machine "
+               "without a GPU: export nvcc_path=''")
+        yield Check("FAIL", "jittor", f"import failed: {type(e).__name__}: {last}", fix)
         return
     yield (Check("ok", "jittor", jt.__version__) if jt.__version__ == JITTOR_VERSION else
            Check("FAIL", "jittor", f"{jt.__version__}, this package is written for {JITTOR_VERSION}",
@@ -72,7 +78,6 @@ def check_jittor():
                  "pip install jittor-offline==0.0.7 (offline oneDNN), and unset use_mkl"))
     yield from check_cuda(jt)
     yield from check_correlation()
-    yield check_cache()
 
 
 def check_cuda(jt):
@@ -103,16 +108,72 @@ def check_correlation():
                                         "was not chosen)", "check that g++ works, then unset SBVSR_CORRELATION"))
 
 
-def check_cache():
-    import jittor_utils
+def jittor_config_file():
+    """Jittor's user-wide settings file, ~/.cache/jittor/config.json (it only ever records JITTOR_HOME)."""
+    return os.path.join(str(Path.home()), ".cache", "jittor", "config.json")
 
-    path = jittor_utils.cache_path
-    if not path.isascii():
-        return Check("FAIL", "cache", f"{path} has non-ASCII characters: Jittor's compiler fails on such paths",
-                     "export JITTOR_HOME=/an/ascii/only/folder (the cache goes to $JITTOR_HOME/.cache/jittor)")
-    if not os.access(path, os.W_OK):
-        return Check("FAIL", "cache", f"{path} is not writable", "export JITTOR_HOME=/a/writable/folder")
-    return Check("ok", "cache", f"{path} (ASCII, writable)")
+
+def jittor_home():
+    """The folder Jittor will put its cache under (``<home>/.cache/jittor``), found as ``jittor_utils.home()``
+    finds it but without importing Jittor or writing anything: $JITTOR_HOME, else the JITTOR_HOME recorded in
+    ``jittor_config_file()``, else the user's home folder. ValueError when that file is not valid JSON."""
+    recorded = None
+    if os.path.isfile(jittor_config_file()):
+        with open(jittor_config_file(), encoding="utf-8") as f:
+            data = json.load(f)
+        if not isinstance(data, dict):
+            raise ValueError("not a JSON object")
+        recorded = data.get("JITTOR_HOME")
+    return os.environ.get("JITTOR_HOME") or recorded or str(Path.home())
+
+
+def jittor_home_fix(what):
+    """The JITTOR_HOME advice, with the side effect Jittor gives that variable and how to undo it."""
+    return (f"export JITTOR_HOME={what} (the cache then goes to $JITTOR_HOME/.cache/jittor). Jittor records "
+            f"that folder in {jittor_config_file()} as the default for every later run, with or without the "
+            "variable; to undo, delete the JITTOR_HOME entry from that file")
+
+
+def _nearest_existing(path):
+    while not os.path.exists(path):
+        path = os.path.dirname(path)
+    return path
+
+
+def _can_create(folder):
+    """True when ``folder`` exists as a writable folder or can be made (its nearest existing ancestor is a
+    writable folder)."""
+    existing = _nearest_existing(os.path.abspath(folder))
+    return os.path.isdir(existing) and os.access(existing, os.W_OK | os.X_OK)
+
+
+def check_cache():
+    """Jittor's cache folder, checked before Jittor is imported (the import compiles into it). Flags only what
+    is known to break Jittor: a folder it cannot create or write, a double quote in its path (Jittor puts
+    paths in double quotes in its compiler commands) and, on Windows, non-ASCII characters (paths are
+    converted to the ANSI code page there). Non-ASCII paths work on Linux."""
+    config_dir = os.path.dirname(jittor_config_file())
+    if not (os.path.isdir(config_dir) or _can_create(config_dir)):  # Jittor's import makes it if missing
+        return Check("FAIL", "cache", f"{config_dir} cannot be created: Jittor keeps its settings there and "
+                                      "fails to import without it",
+                     f"create it as a user allowed to (mkdir -p {config_dir}), or run with HOME set to a "
+                     "writable folder")
+    try:
+        home = jittor_home()
+    except ValueError as e:
+        return Check("FAIL", "cache", f"{jittor_config_file()} is not valid JSON ({e}): Jittor fails to import",
+                     f"delete {jittor_config_file()} (it only records JITTOR_HOME)")
+    path = os.path.join(home, ".cache", "jittor")
+    if not _can_create(path):
+        return Check("FAIL", "cache", f"{path} cannot be created or written: Jittor compiles into it",
+                     jittor_home_fix("/a/writable/folder"))
+    if '"' in path:
+        return Check("FAIL", "cache", f"{path} contains a double quote, which breaks Jittor's compiler commands",
+                     jittor_home_fix("/a/folder/without/quotes"))
+    if sys.platform == "win32" and not path.isascii():
+        return Check("FAIL", "cache", f"{path} has non-ASCII characters, which Jittor's compiler commands lose "
+                                      "on Windows", jittor_home_fix("C:\\an\\ascii\\folder"))
+    return Check("ok", "cache", f"{path} (writable)")
 
 
 def check_weights():
@@ -133,8 +194,10 @@ def check_weights():
 
 def main():
     checks = list(check_packages())
+    cache = check_cache()
+    checks.append(cache)
     if all(c.status != "FAIL" for c in checks if c.name == "numpy"):
-        checks += list(check_jittor())
+        checks += list(check_jittor(cache_ok=cache.status != "FAIL"))
     checks.append(check_weights())
     width = max(len(c.name) for c in checks)
     for c in checks:

@@ -5,25 +5,35 @@
 configured with for the first video stream (``showinfo``), the value ffprobe reports as ``r_frame_rate``.
 ``VideoEncoder`` pipes RGB frames into ffmpeg and, when given the source video, copies its audio and
 subtitle streams and metadata into the result unchanged, so the output keeps sound, subtitles, rate and
-duration. It writes to a temporary name and renames when ffmpeg has succeeded.
+duration. It writes to a temporary name (``files.temp_name``: no video extension, so no later run takes a
+leftover as input) and renames when ffmpeg has succeeded.
+
+The encoder runs in a session of its own, so that a Ctrl-C meant for the run does not reach it, and it is
+stopped with SIGTERM, never SIGKILL: Jittor's SIGCHLD handler ends the whole process when a child dies of any
+other signal.
 """
+import contextlib
 import os
 import re
 import subprocess
 import tempfile
-import uuid
 from dataclasses import dataclass, field
 from fractions import Fraction
 from functools import lru_cache
 
 import numpy as np
 
-from .video_io import InputError
+from .files import temp_name
+from .video_io import InputError, ffmpeg_reason
 
 # codec name -> (ffmpeg encoder, default pixel format, takes --crf); h264/h265 in yuv420p play everywhere,
 # ffv1 is lossless and keeps RGB
 CODECS = {"h264": ("libx264", "yuv420p", True), "h265": ("libx265", "yuv420p", True), "ffv1": ("ffv1", None, False)}
 DEFAULT_CRF = 18
+MUXERS = {".mp4": "mp4", ".mov": "mov", ".mkv": "matroska"}
+# ffmpeg stops at a SIGTERM once its input ends, and exits at once on the fourth, even while a process that
+# inherited its input pipe keeps that input from ending
+SIGNALS_TO_EXIT = 4
 
 
 class FFmpegError(InputError):
@@ -31,9 +41,15 @@ class FFmpegError(InputError):
 
 
 def exe():
+    """The ffmpeg binary that imageio-ffmpeg finds (InputError when there is none). The first lookup runs
+    ``ffmpeg -version`` in the caller's process group, so commands call it before Jittor is imported: a Ctrl-C
+    that killed that child afterwards would trip Jittor's SIGCHLD handler, which ends the whole process."""
     import imageio_ffmpeg
 
-    return imageio_ffmpeg.get_ffmpeg_exe()
+    try:
+        return imageio_ffmpeg.get_ffmpeg_exe()
+    except RuntimeError as e:
+        raise InputError("ffmpeg", str(e)) from None
 
 
 @lru_cache(maxsize=None)
@@ -59,17 +75,12 @@ class Probe:
         return [kind for kind, _ in self.streams]
 
 
-def _last_line(text):
-    lines = [line for line in text.strip().splitlines() if line.strip()]
-    return lines[-1].strip()[:300] if lines else "no message"
-
-
 def probe(path):
     """Probe ``path`` with ffmpeg; FFmpegError when ffmpeg cannot open it."""
     info = subprocess.run([exe(), "-hide_banner", "-nostdin", "-i", path], capture_output=True, text=True,
                           errors="replace").stderr
     if "Input #0" not in info:
-        raise FFmpegError(path, f"ffmpeg cannot open it ({_last_line(info)})")
+        raise FFmpegError(path, f"ffmpeg cannot open it ({ffmpeg_reason(info, 'no message')})")
     result = Probe(streams=re.findall(r"^\s*Stream #0:\d+\S*: (\w+): (\w+)", info, re.M))
     m = re.search(r"Duration: (\d+):(\d\d):(\d\d(?:\.\d+)?)", info)
     if m:
@@ -106,8 +117,8 @@ class VideoEncoder:
             raise ValueError(f"unknown codec {codec!r} (known: {', '.join(CODECS)})")
         self.path, self.rate, self.source, self.pad = path, Fraction(rate).limit_denominator(1 << 20), source, pad
         self.codec, self.crf, self.pix_fmt = codec, crf, pix_fmt
-        root, ext = os.path.splitext(path)
-        self.tmp = f"{root}.partial-{uuid.uuid4().hex[:8]}{ext}"
+        self.muxer = MUXERS.get(os.path.splitext(path)[1].lower(), "matroska")
+        self.tmp = temp_name(path)
         self._proc = None
         self._log = None
 
@@ -125,13 +136,13 @@ class VideoEncoder:
             cmd += ["-crf", str(DEFAULT_CRF if self.crf is None else self.crf)]
         if self.pix_fmt or default_pix_fmt:
             cmd += ["-pix_fmt", self.pix_fmt or default_pix_fmt]
-        if self.codec == "h265" and self.tmp.lower().endswith((".mp4", ".mov")):
+        if self.codec == "h265" and self.muxer in ("mp4", "mov"):
             cmd += ["-tag:v", "hvc1"]  # the tag Apple players need for HEVC
-        return cmd + [self.tmp]
+        return cmd + ["-f", self.muxer, self.tmp]
 
     def _needs_mov_text(self):
         """mp4/mov hold text subtitles only as mov_text: SubRip/ASS subtitles are converted, not copied."""
-        return self.tmp.lower().endswith((".mp4", ".mov")) and any(
+        return self.muxer in ("mp4", "mov") and any(
             kind == "Subtitle" and codec != "mov_text" for kind, codec in probe(self.source).streams)
 
     def write(self, img):
@@ -139,9 +150,12 @@ class VideoEncoder:
         if self._proc is None:
             self._log = tempfile.TemporaryFile()
             self._proc = subprocess.Popen(self._command(img.shape[1], img.shape[0]), stdin=subprocess.PIPE,
-                                          bufsize=0, stdout=subprocess.DEVNULL, stderr=self._log)
+                                          bufsize=0, stdout=subprocess.DEVNULL, stderr=self._log,
+                                          start_new_session=True)
+        data = memoryview(np.ascontiguousarray(img, np.uint8)).cast("B")
         try:
-            self._proc.stdin.write(np.ascontiguousarray(img, np.uint8).tobytes())
+            while data:  # an unbuffered pipe may take part of a frame per call
+                data = data[self._proc.stdin.write(data):]
         except BrokenPipeError:
             self._fail()
 
@@ -158,17 +172,21 @@ class VideoEncoder:
     def _fail(self):
         self._proc.wait()
         self._log.seek(0)
-        message = _last_line(self._log.read().decode("utf-8", "replace"))
+        message = ffmpeg_reason(self._log.read().decode("utf-8", "replace"), "no message")
         self.abort()
         raise FFmpegError(self.path, f"ffmpeg failed to encode the video ({message})")
 
     def abort(self):
-        """Stop ffmpeg and remove the partial file."""
+        """Stop ffmpeg (SIGTERM) and remove the partial file."""
         if self._proc is not None:
-            if self._proc.poll() is None:
-                self._proc.kill()
-            self._proc.wait()
             self._proc.stdin.close()
+            for _ in range(SIGNALS_TO_EXIT):
+                if self._proc.poll() is not None:
+                    break
+                self._proc.terminate()
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    self._proc.wait(timeout=1)
+            self._proc.wait()
             self._end()
         if os.path.exists(self.tmp):
             os.remove(self.tmp)

@@ -9,6 +9,7 @@ are synchronised and taken after a warm-up; a CSV, a JSON summary, optional vide
 metrics/tiling; errors are one line ``infer: error: <path>: <problem>`` with exit status 2.
 """
 import argparse
+import contextlib
 import csv
 import json
 import math
@@ -19,13 +20,16 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from functools import partial
 
-from . import ffmpeg, metrics, resume
+from . import ffmpeg, metrics, resume, run_folder
 from .background import Background
 from .checkpoint import CheckpointError
 from .ffmpeg import VideoEncoder, container_for
-from .video_io import InputError, check_writable, discover, length_problem, pair_gt, write_atomic, write_png
+from .files import AppendFile, write_atomic
+from .interrupts import default_sigchld, deferred, exit_status, sigterm_raises
+from .video_io import InputError, check_frame_files, discover, length_problem, pair_gt, write_png
 
 PROG = "infer"
+MAX_FPS = 1000
 MODEL_DIR = "pretrain_models"
 DEFAULT_CHECKPOINT = "self_blind_vsr_gaussian"
 # weights trained by this project's Demo_CPU recipe, shipped in the repository (pretrain_models/README.md)
@@ -73,7 +77,9 @@ def build_parser():
     p.add_argument("--data-root", default="dataset", help="folder holding the upstream test sets (default: dataset)")
     p.add_argument("--output", default="infer_results", help="results folder (default: infer_results)")
     p.add_argument("--run-name", help="sub-folder of --output for this run (default: infer_<preset>, infer_demo "
-                                      "or infer_<date-time>)")
+                                      "or infer_<date-time>, with a suffix _2, _3, ... when that folder exists)")
+    p.add_argument("--overwrite", action="store_true", help="write into the run folder even when it holds an "
+                                                            "earlier run (files of the same name are replaced)")
     p.add_argument("--border", action="store_true", help="also restore the first and last 2 frames of each video")
     p.add_argument("--no-images", dest="save_images", action="store_false", help="do not write the output PNGs")
     p.add_argument("--save-video", action="store_true",
@@ -107,13 +113,13 @@ def build_parser():
 
 
 def _rate(text):
-    """A positive frame rate, integer, decimal or rational (30000/1001), as a Fraction."""
+    """A positive frame rate up to MAX_FPS, integer, decimal or rational (30000/1001), as a Fraction."""
     try:
         rate = Fraction(text)
     except (ValueError, ZeroDivisionError):
         rate = None
-    if rate is None or rate <= 0:
-        raise argparse.ArgumentTypeError(f"not a positive frame rate: {text!r}")
+    if rate is None or not 0 < rate <= MAX_FPS:
+        raise argparse.ArgumentTypeError(f"not a frame rate in (0, {MAX_FPS}]: {text!r}")
     return rate
 
 
@@ -124,20 +130,30 @@ def parse_args(argv):
     if len(sources) != 1:
         p.error("give exactly one of: an input path, --preset, --demo" + (f" (got {', '.join(sources)})"
                                                                           if sources else ""))
-    if args.tile is not None and not (args.tile >= 8 and 0 <= args.tile_overlap < args.tile):
-        p.error("--tile must be >= 8 and --tile-overlap in [0, tile)")
+    if args.tile is not None and not (args.tile >= 8 and 0 <= args.tile_overlap <= args.tile // 2):
+        p.error("--tile must be >= 8 and --tile-overlap (default 16) in [0, tile/2]: a larger overlap multiplies "
+                "the tiles per frame (tile 8 with overlap 7 cuts a 32x24 frame into 425 tiles)")
     if args.demo and args.gt:
         p.error("--demo makes its own ground truth; drop --gt")
     if args.log_every < 1:
         p.error("--log-every must be positive")
     if args.crf is not None and not (0 <= args.crf <= 51 and ffmpeg.CODECS[args.codec][2]):
         p.error(f"--crf takes 0..51 and applies to h264/h265 only (codec {args.codec})")
-    if args.save_video and args.codec not in ffmpeg.available_codecs():
-        p.error(f"--codec {args.codec}: this ffmpeg ({ffmpeg.exe()}) has no {ffmpeg.CODECS[args.codec][0]} encoder")
+    if args.save_video:
+        try:  # the first call to ffmpeg, before Jittor is imported (see ffmpeg.exe)
+            codecs = ffmpeg.available_codecs()
+        except InputError as e:
+            p.error(str(e))
+        if args.codec not in codecs:
+            p.error(f"--codec {args.codec}: this ffmpeg ({ffmpeg.exe()}) has no {ffmpeg.CODECS[args.codec][0]} "
+                    "encoder")
+    if args.resume and args.run_name is None and not (args.preset or args.demo):
+        p.error("--resume continues the run folder that --run-name names: give the interrupted run's --run-name")
     if args.preset:
         folder, checkpoint = PRESETS[args.preset]
         args.input = os.path.join(args.data_root, folder, "LR_blurdown_x4")
         args.gt = args.gt or os.path.join(args.data_root, folder, "HR")
+    args.default_name = args.run_name is None
     args.run_name = args.run_name or "infer_" + (args.preset or ("demo" if args.demo else
                                                                  time.strftime("%Y-%m-%d_%H-%M-%S")))
     return args
@@ -197,14 +213,22 @@ def build_model(path, log, allow_nonfinite=False):
 
 
 class RunLog:
-    """Lines to the log file and (unless ``console=False``) to stdout, above any progress bar."""
+    """Lines to the log file and (unless ``console=False``) to stdout, above any progress bar.
+
+    A failed write (disk full) raises an OSError naming the log; the file is not written again afterwards,
+    so that reporting that very error cannot fail a second time."""
 
     def __init__(self, path):
-        self.file = open(path, "a", encoding="utf-8")
+        self.file = AppendFile(path)
+        self.failed = False
 
     def __call__(self, line, console=True):
-        self.file.write(line + "\n")
-        self.file.flush()
+        if not self.failed:
+            try:
+                self.file.write(line + "\n")
+            except OSError:
+                self.failed = True
+                raise
         if console:
             from tqdm import tqdm
 
@@ -290,13 +314,17 @@ class InputFrames:
 
     def __init__(self, video, note):
         self.video, self.note = video, note
-        self.info, self.count = {}, 0
+        self.info, self.count, self.shape = {}, 0, None
 
     def __iter__(self):
         for stem, img in noted_frames(self.video, self.note):
             self.info[self.count] = (stem, img.shape)
+            self.shape = img.shape
             self.count += 1
             yield img
+        shortfall = self.video.shortfall_note(self.count)
+        if shortfall:
+            self.note(f"note: {self.video.path}: {shortfall}")
 
     def forget_below(self, j):
         for k in [k for k in self.info if k < j]:
@@ -324,7 +352,7 @@ class Runner:
         self.results = []
         self.written = 0
         self.previous = resume.previous_times(run_dir) if args.resume else {}
-        self._csv_file = open(os.path.join(run_dir, "metrics.csv"), "w", newline="", encoding="utf-8")
+        self._csv_file = AppendFile(os.path.join(run_dir, "metrics.csv"), "w")
         self._csv = csv.writer(self._csv_file)
         self._csv.writerow(["video", "frame", "psnr", "ssim", "pre_s", "forward_s", "post_s", "total_s"])
 
@@ -375,17 +403,18 @@ class Runner:
                         crop = self._gt_crop(sr.shape, gt_img.shape, gt, video.name)
                     result.psnr, result.ssim = metrics.evaluate(sr[:crop[0], :crop[1]], gt_img[:crop[0], :crop[1]],
                                                                 self.space)
-                if window.recons is None:
-                    result.times = self.previous.get((video.name, stem), dict.fromkeys(resume.TIMES, 0.0))
-                    if encoder:
-                        out.submit(partial(encoder.write, sr))
-                else:
-                    out.submit(partial(self._save, out_dir, stem, sr, window.kernel, encoder))
-                    pre = window.decode_s + t1 - t0
-                    post = time.perf_counter() - t1
-                    result.times = {"pre": pre, "forward": window.forward_s, "post": post,
-                                    "total": pre + window.forward_s + post}
-                self._record(result)
+                with deferred():  # a frame handed to the writer is a frame in metrics.csv and summary.json
+                    if window.recons is None:
+                        result.times = self.previous.get((video.name, stem), dict.fromkeys(resume.TIMES, 0.0))
+                        if encoder:
+                            out.submit(partial(encoder.write, sr))
+                    else:
+                        out.submit(partial(self._save, out_dir, stem, sr, window.kernel, encoder))
+                        pre = window.decode_s + t1 - t0
+                        post = time.perf_counter() - t1
+                        result.times = {"pre": pre, "forward": window.forward_s, "post": post,
+                                        "total": pre + window.forward_s + post}
+                    self._record(result)
                 progress.update()
                 inputs.forget_below(window.centre - 1)
                 if gt_reader:
@@ -406,13 +435,20 @@ class Runner:
             windows.close()
 
     def _windows(self, video, inputs, wanted):
-        """``engine.stream`` over the video's frames, a too-short video reported as an InputError."""
+        """``engine.stream`` over the video's frames; a too-short video and a failed allocation are reported as
+        InputErrors."""
         from .engine import ClipTooShort, stream
+
+        from .runtime import is_out_of_memory
 
         try:
             yield from stream(self.engine, inputs, self.args.border, self.args.save_kernel, wanted)
         except ClipTooShort as e:
             raise InputError(video.path, str(e)) from None
+        except (RuntimeError, MemoryError) as err:
+            if not is_out_of_memory(err):
+                raise
+            raise out_of_memory_error(video, inputs.shape, self.args.tile) from None
 
     def _encoder(self, video):
         """The VideoEncoder of ``<run>/<video>.<mp4|mkv|mov>``: at the input's exact frame rate (or --fps),
@@ -455,7 +491,7 @@ class Runner:
             encoder.write(sr)
         if kernel is not None:
             base = os.path.join(out_dir, "kernels", stem)
-            write_atomic(base + ".npy", lambda tmp: np.save(tmp, kernel))
+            write_atomic(base + ".npy", lambda tmp: _save_npy(tmp, kernel))
             span = float(kernel.max() - kernel.min())
             scaled = (kernel - kernel.min()) / span if span > 0 else np.zeros_like(kernel)
             write_png(base + ".png", np.kron(np.round(scaled * 255), np.ones((8, 8))).astype(np.uint8))
@@ -468,7 +504,27 @@ class Runner:
                  f"post_time:{t['post']:.3f}s, total_time:{t['total']:.3f}s", console=False)
         self._csv.writerow([r.video, r.frame, _num(r.psnr), _num(r.ssim)] + [f"{t[k]:.4f}" for k in
                                                                              ("pre", "forward", "post", "total")])
-        self._csv_file.flush()
+
+
+def out_of_memory_error(video, shape, tile):
+    """The InputError for running out of memory on frames of ``shape``: it names the frame size and a --tile
+    value to try (tiles bound the memory a window needs)."""
+    h, w = shape[:2]
+    if not tile:
+        advice = f"process them in tiles, e.g. --tile {min(256, max(32, max(h, w) // 2 // 16 * 16))}"
+    elif tile > 32:
+        advice = f"lower --tile (now {tile}), e.g. --tile {max(32, tile // 2)}"
+    else:
+        advice = f"the tiles ({tile}) are already small: free memory or use a machine with more"
+    return InputError(video.path, f"out of memory super-resolving its {w}x{h} frames; {advice}")
+
+
+def _save_npy(path, array):
+    """np.save to exactly ``path`` (given a file name, np.save would append .npy to the temporary one)."""
+    import numpy as np
+
+    with open(path, "wb") as f:
+        np.save(f, array)
 
 
 def _check_length(video, n, border):
@@ -525,7 +581,8 @@ def write_summary(path, header, summary, complete):
 
 
 def prepare_inputs(args):
-    """Discover and validate the input and GT videos before anything heavy starts."""
+    """Discover and validate the input and GT videos before anything heavy starts: names, lengths and every
+    frame file's header and integrity (a corrupt or odd-sized frame is found before the model loads)."""
     if args.preset and not os.path.exists(args.input):
         raise InputError(args.input, f"input not found: --preset {args.preset} expects the upstream test set under "
                                      f"--data-root ({args.data_root})")
@@ -534,46 +591,60 @@ def prepare_inputs(args):
     for v in videos:
         if not v.is_file:
             _check_length(v, len(v.frame_paths), args.border)
+    for v in videos + list(gt_pairs.values()):
+        check_frame_files(v.frame_paths, verify=True)
     return videos, gt_pairs
+
+
+def claim_run_dir(args, inputs):
+    """Lock this run's folder (``run_folder.claim``) after checking that it lies apart from ``inputs``."""
+    run_folder.check_apart(os.path.join(args.output, args.run_name), inputs)
+    return run_folder.claim(args.output, args.run_name, default=args.default_name, overwrite=args.overwrite,
+                            resume=args.resume)
 
 
 def main(argv=None, model=None):
     """CLI entry point; returns the exit status. ``model`` (a PWC_Recons) replaces loading (tests)."""
     args = parse_args(argv)
-    run_dir = os.path.join(args.output, args.run_name)
-    try:
-        demo = None
-        if args.demo:
-            from .demo import Demo
+    with sigterm_raises():
+        return _main(args, model)
 
-            check_writable(run_dir)
-            demo = Demo(args, run_dir)
-        videos, gt_pairs = prepare_inputs(args)
-        model_path = None if model is not None else resolve_model(args, allow_untrained=args.demo)
-        check_writable(run_dir)
-    except (InputError, CheckpointError) as e:
-        print(f"{PROG}: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
-        return 130
-    log = RunLog(os.path.join(run_dir, f"inference_log_{time.strftime('%Y-%m-%d_%H-%M-%S')}.txt"))
-    try:
-        untrained = model is None and model_path is None
-        if demo:
-            demo.first_line(log, "the given network" if model is not None else describe_weights(model_path),
-                            default_model_paths() + [DEMO_WEIGHTS] if untrained else None)
-        return _run(args, model, model_path, untrained, videos, gt_pairs, run_dir, log, demo)
-    except (InputError, CheckpointError, OSError) as e:
-        message = f"{e.filename}: {e.strerror}" if isinstance(e, OSError) and e.filename else str(e)
-        print(f"{PROG}: error: {message}", file=sys.stderr)
-        log(f"error: {message}", console=False)
-        return 2
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
-        return 130
-    finally:
-        log.close()
+
+def _main(args, model):
+    with contextlib.ExitStack() as cleanup:  # closes the log, then releases the run folder
+        log = None
+        try:
+            demo = None
+            if args.demo:
+                from .demo import Demo
+
+                claimed = cleanup.enter_context(contextlib.closing(claim_run_dir(args, [])))
+                demo = Demo(args, claimed.path)
+            videos, gt_pairs = prepare_inputs(args)
+            model_path = None if model is not None else resolve_model(args, allow_untrained=args.demo)
+            if not args.demo:
+                inputs = [args.input] + ([args.gt] if args.gt else [])
+                claimed = cleanup.enter_context(contextlib.closing(claim_run_dir(args, inputs)))
+            log = cleanup.enter_context(contextlib.closing(
+                RunLog(os.path.join(claimed.path, f"inference_log_{time.strftime('%Y-%m-%d_%H-%M-%S')}.txt"))))
+            untrained = model is None and model_path is None
+            if demo:
+                demo.first_line(log, "the given network" if model is not None else describe_weights(model_path),
+                                default_model_paths() + [DEMO_WEIGHTS] if untrained else None)
+            return _run(args, model, model_path, untrained, videos, gt_pairs, claimed.path, log, demo)
+        except (InputError, CheckpointError, OSError) as e:
+            print(f"{PROG}: error: {_message(e)}", file=sys.stderr)
+            if log is not None:
+                log(f"error: {_message(e)}", console=False)
+            return 2
+        except KeyboardInterrupt as e:  # outside the frame loop, which reports its own interruptions
+            print(f"{PROG}: interrupted", file=sys.stderr)
+            return exit_status(e)
+
+
+def _message(err):
+    """One line ``<path>: <problem>`` for our errors and for OSErrors that name a file."""
+    return f"{err.filename}: {err.strerror}" if isinstance(err, OSError) and err.filename else str(err)
 
 
 def _run(args, model, model_path, untrained, videos, gt_pairs, run_dir, log, demo):
@@ -581,12 +652,14 @@ def _run(args, model, model_path, untrained, videos, gt_pairs, run_dir, log, dem
 
     if args.cpu:
         runtime.use_cpu()
-    header = {"run": args.run_name, "input": args.input, "gt": args.gt,
+    runtime.jittor()
+    default_sigchld()  # no data workers here; see interrupts.default_sigchld
+    header = {"run": os.path.basename(run_dir), "input": args.input, "gt": args.gt,
               "model": model_path or ("<given>" if model is not None else "<untrained, seed 0>"),
               "untrained": untrained, "border": args.border,
               "metrics": {"space": "y" if args.y_channel else "rgb", "crop_border": metrics.CROP_BORDER},
               "tile": args.tile, "device": runtime.report()}
-    log(f"Inference - {args.run_name} with " + ("the given network" if model is not None else
+    log(f"Inference - {header['run']} with " + ("the given network" if model is not None else
                                                describe_weights(model_path)))
     for key in ("input", "gt", "model", "device"):
         log(f"{key}: {header[key]}")
@@ -599,21 +672,24 @@ def _run(args, model, model_path, untrained, videos, gt_pairs, run_dir, log, dem
             f"{metrics.CROP_BORDER}-pixel border crop; totals pooled over all frames (upstream)")
     if args.tile:
         log(f"tiles: {args.tile}x{args.tile} LR pixels, overlap {args.tile_overlap}")
-    net = model if model is not None else build_model(model_path, log, args.allow_nonfinite)
-    runner = Runner(args, net, log, run_dir)
+    runner = None
     complete = False
     try:
+        net = model if model is not None else build_model(model_path, log, args.allow_nonfinite)
+        runner = Runner(args, net, log, run_dir)
         for video in videos:
             runner.run_video(video, gt_pairs.get(video.name))
         complete = True
-    except KeyboardInterrupt:
-        message = f"interrupted: {runner.written} frame(s) written to {run_dir}, each complete"
+    except KeyboardInterrupt as e:
+        message = f"interrupted: {runner.written if runner else 0} frame(s) written to {run_dir}, each complete"
         log(message, console=False)
         print(f"{PROG}: {message}", file=sys.stderr)
-        return 130
+        return exit_status(e)
     finally:
-        runner.close()
-        summary = summarize(runner.results)
+        results = runner.results if runner else []
+        if runner:
+            runner.close()
+        summary = summarize(results)
         write_summary(os.path.join(run_dir, "summary.json"), header, summary, complete)
         if complete:
             for line in summary_lines(summary):

@@ -9,13 +9,23 @@ Jittor reads its configuration from environment variables at import time. On a m
   copies the tarball from it instead of going to the network;
 * CUDA-side downloads that no offline package carries are switched off (``use_cutlass=0``);
 * Jittor's info/warning log lines are silenced unless ``SBVSR_JITTOR_LOG=1`` (errors still raise).
+
+``jittor()`` also keeps Ctrl-C and SIGTERM from ending the process without clean-up: Jittor's C++ SIGINT
+handler is replaced by Python's after the import (``interrupts.restore_sigint``), and the pool of compiler
+processes that the import starts is kept out of the signals sent to the run (``_detach_compile_pool``).
 """
 import ctypes.util
 import glob
 import os
+import signal
+
+from .interrupts import restore_sigint
 
 _CONFIGURED = False
-_DEVICE_CHOSEN = False
+_SET_UP = False  # the first jittor() call has imported and set up Jittor
+# lower-case pieces of the messages Jittor, CUDA and oneDNN raise when an allocation fails
+OOM_MARKERS = ("out of memory", "cudaerrormemoryallocation", "cuda_error_out_of_memory", "bad_alloc",
+               "cannot allocate memory", "could not create a memory object")
 
 
 def check_numpy(version):
@@ -48,18 +58,50 @@ def configure():
         os.environ.setdefault("log_silent", "1")
 
 
+def _detach_compile_pool():
+    """Start the processes of Jittor's compiler pool in a session of their own, with default signal handling.
+
+    The import forks the pool and leaves it idle for the whole run. Signals sent to the run's process group
+    (Ctrl-C in a terminal, ``kill -- -PGID``, ``timeout``) would otherwise kill them too, and multiprocessing
+    would fork replacements from a background thread of a process that is busy cleaning up: such forks can
+    hang, and they inherit every file open at that moment (an ffmpeg input pipe they hold never ends). Nor may
+    the handlers a command installs before importing Jittor (``interrupts.sigterm_raises``) run in them:
+    Jittor ends the pool at exit with SIGTERM. When the run dies without cleaning up (SIGKILL), the pool's
+    processes see their task queue close and exit. Must run before ``import jittor``, which creates the pool
+    with this initializer."""
+    import jittor_utils
+
+    original = jittor_utils.pool_initializer
+
+    def initializer():
+        os.setsid()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, signal.SIG_DFL)
+        original()
+
+    jittor_utils.pool_initializer = initializer
+
+
 def jittor():
-    """Import and return Jittor, configured; the first call switches CUDA on when it is available (later
-    calls leave the device alone, so ``use_cpu()`` sticks)."""
-    global _DEVICE_CHOSEN
+    """Import and return Jittor, configured; the first call restores Python's Ctrl-C handling and switches
+    CUDA on when it is available (later calls leave the device alone, so ``use_cpu()`` sticks)."""
+    global _SET_UP
     configure()
+    if not _SET_UP:
+        _detach_compile_pool()
     import jittor as jt
 
-    if not _DEVICE_CHOSEN:
-        _DEVICE_CHOSEN = True
+    if not _SET_UP:
+        _SET_UP = True
+        restore_sigint()
         if jt.has_cuda and os.environ.get("SBVSR_CPU", "0") != "1" and "use_cuda" not in os.environ:
             jt.flags.use_cuda = 1
     return jt
+
+
+def is_out_of_memory(err):
+    """True when ``err`` (a RuntimeError from Jittor, or a MemoryError) reports a failed allocation."""
+    return isinstance(err, MemoryError) or any(marker in str(err).lower() for marker in OOM_MARKERS)
 
 
 def use_cpu():

@@ -15,6 +15,7 @@ from .config import ModelConfig
 from .data import BlurDownTrainSet, HRLRValSet
 from .data.train_set import pad_kernel
 from .degrade import fspecial_gaussian
+from .interrupts import exit_status, sigterm_raises
 from .state_dict import load_state_dict_strict
 from .trainer import Experiment, ExperimentError, Trainer, TrainingError, make_optimizer, parse_args
 from .trainer.options import build_parser
@@ -92,11 +93,11 @@ def run(argv=None):
         try:
             load_state_dict_strict(model, state["model"])
             optimizer.load_state(state["optimizer"])
-        except ValueError as err:  # StateDictMismatch included
+            random.setstate(state["rng"]["python"])
+            np.random.set_state(state["rng"]["numpy"])
+        except (ValueError, KeyError, TypeError) as err:  # StateDictMismatch included
             raise ExperimentError(f"{exp.path}: the checkpoint does not fit the model of these options ({err})")
         history, start = state["history"], state["epoch"] + 1
-        random.setstate(state["rng"]["python"])
-        np.random.set_state(state["rng"]["numpy"])
         exp.write_config(vars(args))
         exp.log(f"resumed {exp.path} after epoch {state['epoch']}")
     else:
@@ -113,17 +114,27 @@ def run(argv=None):
             + (f" x {jt.world_size} processes" if jt.in_mpi else "")
             + f" | validation windows: {len(val_set.windows) if val_set else 'none'}")
     rng_state = {"python": random.getstate(), "numpy": np.random.get_state()}
-    Trainer(args, model, optimizer, train_set, val_set, exp, history, rng_state, model_config=config).run(start)
+    try:
+        Trainer(args, model, optimizer, train_set, val_set, exp, history, rng_state, model_config=config).run(start)
+    except KeyboardInterrupt:
+        exp.log(f"interrupted: the checkpoints in {exp.model_dir} are those of the last finished epoch; continue "
+                f"with --resume {exp.path}")
+        raise
     exp.log(f"done: {exp.path}")
     return exp.path
 
 
 def main(argv=None):
-    try:
-        run(argv)
-    except (InputError, CheckpointError, ExperimentError, TrainingError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+    """CLI entry point: one line and exit status 2 for a problem, 130 after Ctrl-C, 143 after SIGTERM."""
+    with sigterm_raises():
+        try:
+            run(argv)
+        except (InputError, CheckpointError, ExperimentError, TrainingError) as err:
+            print(f"error: {err}", file=sys.stderr)
+            sys.exit(2)
+        except KeyboardInterrupt as interrupt:
+            print("interrupted", file=sys.stderr)
+            sys.exit(exit_status(interrupt))
 
 
 if __name__ == "__main__":

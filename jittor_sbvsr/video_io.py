@@ -1,4 +1,4 @@
-"""Reading and writing the frames of videos: discovery, validation, conversion to uint8 RGB, atomic writes.
+"""Reading and writing the frames of videos: discovery, validation, conversion to uint8 RGB, PNG output.
 
 An input is a folder of frames (png/jpg/bmp), a dataset folder (one sub-folder or video file per video,
 the REDS/Vid4 layout), or a video file (mp4/avi/mkv/mov, decoded by imageio-ffmpeg). Frames are sorted by
@@ -6,17 +6,24 @@ file name (upstream sorts lexicographically) and decoded lazily, once each, as u
 Problems are raised as ``InputError(path, problem)``; unusual but usable frames (grayscale, alpha, 16-bit,
 palette, CMYK) are converted and reported as notes.
 """
+import contextlib
 import os
-import uuid
+import re
+import warnings
 from dataclasses import dataclass, field
 from fractions import Fraction
 
 import numpy as np
 
+from .files import write_atomic
+
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp")
 VIDEO_EXTS = (".mp4", ".avi", ".mkv", ".mov")
 DEFAULT_FPS = 25
 MIN_FRAMES = 5  # one full window: without border, frame j needs frames j-2..j+2
+EXIF_ORIENTATION = 0x0112
+# first words of the lines of ffmpeg's version banner, which starts its stderr
+FFMPEG_BANNER = ("ffmpeg version", "built with", "configuration:", "libav", "libsw", "libpostproc")
 
 
 class InputError(Exception):
@@ -53,8 +60,8 @@ def to_rgb8(img, mode, bit_depth=8):
     if mode in ("I;16", "I;16B", "I;16L", "I"):
         img = np.round(np.clip(img.astype(np.float64), 0, 65535) / 257.0).astype(np.uint8)
         notes.append("16-bit grayscale converted to 8 bits")
-    elif mode == "RGB" and bit_depth == 16:
-        notes.append("16-bit RGB reduced to 8 bits by the image decoder (high byte)")
+    elif mode in ("RGB", "RGBA", "LA") and bit_depth == 16:
+        notes.append(f"16-bit {mode} reduced to 8 bits by the image decoder (high byte)")
     if img.ndim == 3 and img.shape[2] in (2, 4):
         img = img[..., :-1]
         notes.append("alpha channel dropped")
@@ -66,33 +73,91 @@ def to_rgb8(img, mode, bit_depth=8):
     return np.ascontiguousarray(img, dtype=np.uint8), "; ".join(notes) or None
 
 
-def read_image(path):
-    """Decode one frame file -> ``(uint8 H x W x 3 RGB, note or None)``; InputError when unreadable."""
+@contextlib.contextmanager
+def _open_image(path):
+    """The PIL image of ``path`` (header read, pixels not yet decoded). Pillow's failures inside the block,
+    decoding included, become InputError: not an image, truncated or corrupt data, or a size beyond Pillow's
+    decompression-bomb limit (its warning counts too: such a frame could not be super-resolved anyway)."""
     from PIL import Image
 
     try:
-        with Image.open(path) as im:
-            im.load()
-            mode = im.mode
-            if mode in ("P", "PA", "CMYK", "YCbCr", "LAB", "HSV"):
-                rgb = im.convert("RGBA" if "A" in mode or "transparency" in im.info else "RGB")
-                arr, note = to_rgb8(np.asarray(rgb), rgb.mode)
-                return arr, f"{mode} image converted to RGB" + (f"; {note}" if note else "")
-            if mode not in ("1", "L", "LA", "RGB", "RGBA", "I;16", "I;16B", "I;16L", "I"):
-                raise InputError(path, f"unsupported image mode {mode}")
-            arr = np.asarray(im)
-    except InputError:
-        raise
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                yield im
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise InputError(path, f"too large to decode ({e})") from None
     except (OSError, ValueError, SyntaxError) as e:
         raise InputError(path, f"cannot read image ({e})") from None
-    depth = _png_bit_depth(path) if path.lower().endswith(".png") else 8
-    return to_rgb8(arr, mode, depth)
+
+
+def _orientation_note(im):
+    """A note when the EXIF orientation asks for a rotation or flip: like upstream, frames are used as stored."""
+    orientation = im.getexif().get(EXIF_ORIENTATION, 1)
+    return None if orientation == 1 else f"EXIF orientation {orientation} ignored: the frame is used as stored " \
+                                          "(not rotated or flipped), as upstream reads it"
+
+
+def read_image(path):
+    """Decode one frame file -> ``(uint8 H x W x 3 RGB, note or None)``; InputError when unreadable."""
+    with _open_image(path) as im:
+        im.load()
+        mode = im.mode
+        orientation = _orientation_note(im)
+        if mode in ("P", "PA", "CMYK", "YCbCr", "LAB", "HSV"):
+            rgb = im.convert("RGBA" if "A" in mode or "transparency" in im.info else "RGB")
+            arr, note = to_rgb8(np.asarray(rgb), rgb.mode)
+            note = f"{mode} image converted to RGB" + (f"; {note}" if note else "")
+        elif mode not in ("1", "L", "LA", "RGB", "RGBA", "I;16", "I;16B", "I;16L", "I"):
+            raise InputError(path, f"unsupported image mode {mode}")
+        else:
+            depth = _png_bit_depth(path) if path.lower().endswith(".png") else 8
+            arr, note = to_rgb8(np.asarray(im), mode, depth)
+    return arr, "; ".join(n for n in (note, orientation) if n) or None
+
+
+def check_frame_files(paths, verify=False):
+    """Check frame files before any is decoded, from their headers: each must open as an image within Pillow's
+    size limit (with ``verify``, also pass Pillow's integrity check, e.g. PNG chunk checksums, which reads the
+    file but decodes nothing), and all must share the first one's size. Returns that size (height, width);
+    InputError names the first bad file."""
+    first = None
+    for path in paths:
+        with _open_image(path) as im:
+            size = (im.height, im.width)
+            if verify:
+                im.verify()
+        if first is None:
+            first = (size, path)
+        elif size != first[0]:
+            raise InputError(path, f"frame size {_size(size)} differs from {_size(first[0])} of the first frame "
+                                   f"{os.path.basename(first[1])}; all frames of a video must have one size")
+    return first[0] if first else None
+
+
+def frame_stem(path):
+    """The name a frame's outputs take: the file name without its last extension (``shot.0001.png`` ->
+    ``shot.0001``)."""
+    return os.path.splitext(os.path.basename(path))[0]
+
+
+def check_unique_names(paths, name, folder):
+    """InputError when two of ``paths`` get the same output name ``name(path)`` (``b.png`` and ``b.jpg``)."""
+    seen = {}
+    for path in paths:
+        other = seen.setdefault(name(path), path)
+        if other != path:
+            raise InputError(folder, f"{os.path.basename(other)} and {os.path.basename(path)} would both be "
+                                     f"written as {name(path)}; rename one")
 
 
 def list_frames(folder):
-    """Sorted frame files (by name) directly inside ``folder``."""
+    """Sorted frame files (by name) directly inside ``folder``. Hidden files are skipped (macOS's ``._*``
+    companions among them), and so are the temporaries of interrupted writes, which end in ``.partial-*``
+    rather than an image extension (``files.temp_name``)."""
     return sorted(os.path.join(folder, n) for n in os.listdir(folder)
-                  if n.lower().endswith(IMAGE_EXTS) and os.path.isfile(os.path.join(folder, n)))
+                  if not n.startswith(".") and n.lower().endswith(IMAGE_EXTS)
+                  and os.path.isfile(os.path.join(folder, n)))
 
 
 def is_video_file(path):
@@ -126,6 +191,15 @@ class Video:
 
         return (self.is_file and probe(self.path).rate) or Fraction(DEFAULT_FPS)
 
+    def shortfall_note(self, n):
+        """A note when this video file gave ``n`` frames but its header announces clearly more (a truncated
+        file, which ffmpeg decodes up to the cut without an error); None otherwise."""
+        announced = self.count_hint() if self.is_file else None
+        if announced and n < announced - 1:
+            return (f"{n} frames decoded, its header announces {announced}: the file may be truncated; the decoded "
+                    "frames are used")
+        return None
+
     def frames(self):
         """Yield ``(stem, uint8 H x W x 3, note, path)`` per frame, in order; all frames must share one size."""
         first = None
@@ -141,7 +215,7 @@ class Video:
     def _folder_frames(self):
         for path in self.frame_paths:
             img, note = read_image(path)
-            yield os.path.basename(path).split(".")[0], img, note, path
+            yield frame_stem(path), img, note, path
 
     def _file_frames(self):
         import imageio_ffmpeg
@@ -153,7 +227,7 @@ class Video:
             for i, raw in enumerate(reader):
                 yield f"{i:08d}", np.frombuffer(raw, np.uint8).reshape(h, w, 3), None, self.path
         except (OSError, RuntimeError, StopIteration) as e:
-            raise InputError(self.path, f"cannot decode video ({_one_line(e)})") from None
+            raise InputError(self.path, f"cannot decode video ({_imageio_reason(e)})") from None
         finally:
             reader.close()
 
@@ -169,15 +243,25 @@ def _video_meta(path):
         try:
             _META[path] = next(reader)
         except (OSError, RuntimeError, StopIteration) as e:
-            raise InputError(path, f"cannot open video ({_one_line(e)})") from None
+            raise InputError(path, f"cannot open video ({_imageio_reason(e)})") from None
         finally:
             reader.close()
     return _META[path]
 
 
-def _one_line(err):
-    text = " ".join(str(err).split())
-    return text[:300] or type(err).__name__
+def ffmpeg_reason(stderr, fallback):
+    """ffmpeg's reason in one line: its stderr without the version banner and the ``[in#0 @ 0x...]`` prefixes,
+    the first and the last remaining line (``moov atom not found; Error opening input files: Invalid data
+    ...``); ``fallback`` when nothing remains."""
+    lines = [re.sub(r"^\[[^]]*@ 0x[0-9a-f]+\]\s*", "", line.strip()) for line in stderr.splitlines()]
+    lines = [line for line in lines if line and not line.startswith(FFMPEG_BANNER)]
+    return "; ".join(dict.fromkeys([lines[0], lines[-1]])) if lines else fallback
+
+
+def _imageio_reason(err):
+    """The reason in an imageio-ffmpeg error, whose text is a headline followed by ffmpeg's whole stderr."""
+    head, _, stderr = str(err).partition("=== stderr ===")
+    return ffmpeg_reason(stderr, (head.strip().splitlines() or [type(err).__name__])[0])
 
 
 def _size(shape):
@@ -199,20 +283,26 @@ def discover(path, what="input"):
     except OSError as e:
         raise InputError(path, f"cannot list folder ({e.strerror})") from None
     if frames:
+        check_unique_names(frames, frame_stem, path)
         return [Video(os.path.basename(os.path.abspath(path)), path, frames, whole=True)]
     videos = []
     for name in entries:
         sub = os.path.join(path, name)
+        if name.startswith("."):
+            continue
         if os.path.isdir(sub):
             sub_frames = list_frames(sub)
             if not sub_frames:
                 raise InputError(sub, f"no frames ({'/'.join(e[1:] for e in IMAGE_EXTS)}) in this video folder")
+            check_unique_names(sub_frames, frame_stem, sub)
             videos.append(Video(name, sub, sub_frames))
         elif is_video_file(sub):
             videos.append(Video(os.path.splitext(name)[0], sub))
     if not videos:
         raise InputError(path, f"empty: no frames ({'/'.join(e[1:] for e in IMAGE_EXTS)}), video sub-folders or "
                                "video files found")
+    names = {v.path: v.name for v in videos}
+    check_unique_names(list(names), names.get, path)
     return videos
 
 
@@ -235,38 +325,8 @@ def pair_gt(videos, gt_videos, gt_path):
     return pairs
 
 
-def _temp_name(path):
-    root, ext = os.path.splitext(path)
-    return f"{root}.partial-{uuid.uuid4().hex[:8]}{ext}"
-
-
-def write_atomic(path, write):
-    """Call ``write(tmp)`` on a temporary name in ``path``'s folder, then ``os.replace`` it onto ``path``,
-    so an interrupted run never leaves a truncated file (the temporary one is removed)."""
-    tmp = _temp_name(path)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
 def write_png(path, img):
     """Write uint8 RGB (or grayscale) ``img`` as a PNG file, atomically."""
     from PIL import Image
 
     write_atomic(path, lambda tmp: Image.fromarray(img).save(tmp, format="PNG"))
-
-
-def check_writable(folder):
-    """Create ``folder`` if needed and prove a file can be written there; InputError otherwise."""
-    try:
-        os.makedirs(folder, exist_ok=True)
-        probe = os.path.join(folder, _temp_name(".write-test"))
-        with open(probe, "wb"):
-            pass
-        os.remove(probe)
-    except OSError as e:
-        raise InputError(folder, f"output folder is not writable ({e.strerror or e})") from None

@@ -152,7 +152,7 @@ def test_crop_avoids_flat_areas(train_root, monkeypatch):
     frames[:, :, 64:] = np.random.default_rng(0).integers(0, 255, (5, 96, 32, 3))  # only the right third has texture
 
     def flat_crops():
-        return sum(imgproc.edge_mean(ds.crop(frames, np.random.default_rng(s), "f")[2]) < 7 for s in range(60))
+        return sum(imgproc.edge_mean(ds.crop(frames, np.random.default_rng(s))[2]) < 7 for s in range(60))
 
     with_rule = flat_crops()
     monkeypatch.setattr(train_set, "CROP_TRIES", 1)
@@ -217,9 +217,8 @@ def test_missing_or_bad_folders(tmp_path):
     with pytest.raises(InputError, match="3 frames, fewer than the 5 of one input window"):
         BlurDownTrainSet(root, num_workers=0)
     root = write_train_set(str(tmp_path / "small"), n_videos=1, n_frames=5, h=40, w=40)
-    ds = BlurDownTrainSet(root, patch_size=16, num_workers=0)
-    with pytest.raises(InputError, match="smaller than the 64x64 HR crop .* lower --patch-size"):
-        ds.sample(1, 0)
+    with pytest.raises(InputError, match="frames are 40x40, smaller than the 64x64 HR crop .* lower --patch-size"):
+        BlurDownTrainSet(root, patch_size=16, num_workers=0)
 
 
 def test_validation_set(tmp_path):

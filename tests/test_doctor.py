@@ -1,7 +1,12 @@
 """python -m jittor_sbvsr.doctor: one line per check, a fix for every problem, exit status 1 on FAIL."""
-import jittor_utils
+import json
+import os
+import subprocess
+import sys
+
 import numpy
 
+from conftest import ROOT
 from jittor_sbvsr import doctor
 
 
@@ -12,6 +17,7 @@ def test_report_on_this_machine(capsys, tmp_path, monkeypatch):
     names = [line.split()[1] for line in out.splitlines() if line.split() and line.split()[0] in ("ok", "note", "FAIL")]
     for name in ("python", "numpy", "jittor", "oneDNN", "CUDA", "correlation", "cache", "weights", "imageio-ffmpeg"):
         assert name in names, out
+    assert names.index("cache") < names.index("jittor")  # checked before the import compiles into it
     assert "fix: for upstream's results put self_blind_vsr_gaussian.pt there" in out
     assert "infer uses the shipped demo weights" in out and "sbvsr_demo_x4.pkl" in out
     assert code == (1 if "FAIL" in out else 0)
@@ -26,12 +32,63 @@ def test_weights_without_any_file(tmp_path, monkeypatch):
     assert check.status == "note" and "--demo runs an untrained network" in check.detail
 
 
-def test_non_ascii_cache_path_is_a_problem(monkeypatch, tmp_path):
-    path = tmp_path / "缓存"
-    path.mkdir()
-    monkeypatch.setattr(jittor_utils, "cache_path", str(path))
-    check = doctor.check_cache()
-    assert check.status == "FAIL" and "non-ASCII" in check.detail and "JITTOR_HOME" in check.fix
+def home_with(tmp_path, name, config=None):
+    """A home folder ``tmp_path/name`` whose ~/.cache/jittor/config.json holds ``config`` (text), if given."""
+    home = tmp_path / name
+    (home / ".cache" / "jittor").mkdir(parents=True)
+    if config is not None:
+        (home / ".cache" / "jittor" / "config.json").write_text(config, encoding="utf-8")
+    return home
+
+
+def cache_cases(tmp_path):
+    """name -> (home folder, platform, status, words of the detail, words of the fix)."""
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    recorded = json.dumps({"JITTOR_HOME": str(blocker)})
+    persistence = ("config.json as the default for every later run", "to undo, delete the JITTOR_HOME entry")
+    return {
+        "non-ASCII home on Linux works": (home_with(tmp_path, "用户"), "linux", "ok", ("用户",), ()),
+        "non-ASCII home on Windows": (home_with(tmp_path, "用户2"), "win32", "FAIL", ("non-ASCII",),
+                                      ("export JITTOR_HOME=",) + persistence),
+        "double quote in the path": (home_with(tmp_path, 'a"b'), "linux", "FAIL", ("double quote",),
+                                     ("export JITTOR_HOME=",) + persistence),
+        "cache cannot be created": (home_with(tmp_path, "h1", recorded), "linux", "FAIL",
+                                    (f"{blocker}/.cache/jittor cannot be created or written",),
+                                    ("export JITTOR_HOME=/a/writable/folder",) + persistence),
+        "settings folder cannot be created": (blocker, "linux", "FAIL", ("cannot be created", "fails to import"),
+                                              ("HOME",)),
+        "settings file is not JSON": (home_with(tmp_path, "h2", "{oops"), "linux", "FAIL", ("not valid JSON",),
+                                      ("delete",)),
+    }
+
+
+def test_cache_checks(tmp_path, monkeypatch):
+    monkeypatch.delenv("JITTOR_HOME", raising=False)  # read by the check only; never set by these tests
+    for name, (home, platform, status, detail, fix) in cache_cases(tmp_path).items():
+        monkeypatch.setenv("HOME", str(home))
+        monkeypatch.setattr(doctor.sys, "platform", platform)
+        check = doctor.check_cache()
+        assert check.status == status, (name, check)
+        assert all(w in check.detail for w in detail) and all(w in check.fix for w in fix), (name, check)
+
+
+def test_cache_is_checked_before_jittor_is_imported(tmp_path):
+    code = "import sys; from jittor_sbvsr import doctor; print(doctor.check_cache().status, 'jittor' in sys.modules)"
+    proc = subprocess.run([sys.executable, "-c", code], env=dict(os.environ, PYTHONPATH=ROOT), capture_output=True,
+                          text=True, timeout=120)
+    assert proc.stdout.split() == ["ok", "False"], proc.stderr
+
+
+def test_import_failure_from_the_cache_points_at_the_cache(monkeypatch):
+    def read_only(*_args):
+        raise PermissionError(13, "Permission denied", "/home/u/.cache/jittor/jt1.3.11")
+
+    monkeypatch.setattr(doctor.runtime, "jittor", read_only)
+    check = next(doctor.check_jittor(cache_ok=False))
+    assert check.status == "FAIL" and "Permission denied" in check.detail
+    assert check.fix == "fix the cache problem reported above first"
+    assert "pip install" in next(doctor.check_jittor(cache_ok=True)).fix
 
 
 def test_numpy_2_is_a_problem(monkeypatch):

@@ -17,41 +17,9 @@ import pytest
 from PIL import Image
 
 from conftest import ROOT, jt
-from jittor_sbvsr import degrade, engine, infer, metrics, video_io
+from infer_support import LR, pan_clip, run_cli, tiny, write_frames, write_png16  # noqa: F401 (tiny is a fixture)
+from jittor_sbvsr import engine, infer, metrics, video_io
 from jittor_sbvsr.models import PWC_Recons
-
-LR = (24, 32)
-
-
-@pytest.fixture(scope="module")
-def tiny():
-    jt.set_global_seed(0)
-    return PWC_Recons(n_feat=16, extra_RBS=1, recons_RBS=1)
-
-
-def pan_clip(n=6, lr=LR):
-    """(HR, LR) uint8 frames of a pan over a synthetic texture, degraded like the upstream test sets."""
-    rng = np.random.default_rng(1)
-    h, w = lr[0] * 4, lr[1] * 4
-    coarse = rng.random((h // 8 + 4, w // 8 + 8, 3))
-    scene = np.asarray(Image.fromarray((coarse * 255).astype(np.uint8)).resize(
-        (coarse.shape[1] * 8, coarse.shape[0] * 8), Image.Resampling.BICUBIC))
-    hr = [scene[i:i + h, 3 * i:3 * i + w].copy() for i in range(n)]
-    return hr, [degrade.degrade_gaussian(f) for f in hr]
-
-
-def write_frames(folder, frames, ext=".png"):
-    os.makedirs(folder, exist_ok=True)
-    for i, f in enumerate(frames):
-        Image.fromarray(f).save(os.path.join(folder, f"{i:08d}{ext}"))
-    return str(folder)
-
-
-def run_cli(argv, model, capsys):
-    code = infer.main([str(a) for a in argv], model=model)
-    out, err = capsys.readouterr()
-    return code, out, err
-
 
 def read_csv(path):
     with open(path, encoding="utf-8") as f:
@@ -307,20 +275,6 @@ def test_cli_model_errors(tmp_path, capsys, monkeypatch):
     assert code == 2 and err.startswith("infer: error: inf.pkl: ") and "do not match" in err
 
 
-def write_png16_rgb(path, img):
-    """A 16-bit RGB PNG written by hand (Pillow cannot write one)."""
-    import struct
-    import zlib
-
-    def chunk(kind, data):
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    raw = b"".join(b"\x00" + row.astype(">u2").tobytes() for row in img)
-    header = struct.pack(">IIBBBBB", img.shape[1], img.shape[0], 16, 2, 0, 0, 0)
-    with open(path, "wb") as f:
-        f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
-
-
 def test_frame_conversions(tmp_path):
     rgb = np.random.default_rng(0).integers(0, 256, (6, 8, 3), dtype=np.uint8)
     cases = {
@@ -331,7 +285,7 @@ def test_frame_conversions(tmp_path):
         "pal.png": (Image.fromarray(rgb).convert("P"), "P image converted to RGB", None),
         "plain.bmp": (Image.fromarray(rgb), None, rgb),
     }
-    write_png16_rgb(tmp_path / "rgb16.png", rgb.astype(np.uint16) * 257 + 3)
+    write_png16(tmp_path / "rgb16.png", rgb.astype(np.uint16) * 257 + 3)
     cases["rgb16.png"] = (None, "16-bit RGB reduced to 8 bits", rgb)
     for name, (im, note, want) in cases.items():
         if im is not None:

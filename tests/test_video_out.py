@@ -90,7 +90,7 @@ def test_encoder_option_errors(tmp_path, capsys):
     from jittor_sbvsr import infer
 
     for argv, want in ((["--codec", "ffv1", "--crf", "10"], "--crf takes 0..51 and applies to h264/h265 only"),
-                       (["--crf", "60"], "--crf takes 0..51"), (["--fps", "0"], "not a positive frame rate")):
+                       (["--crf", "60"], "--crf takes 0..51"), (["--fps", "0"], "not a frame rate in (0, 1000]")):
         with pytest.raises(SystemExit) as e:
             infer.parse_args(["x", "--save-video"] + argv)
         assert e.value.code == 2 and want in capsys.readouterr().err

@@ -18,7 +18,7 @@ import numpy as np
 
 from jittor_sbvsr.checkpoint import CheckpointError
 from jittor_sbvsr.config import META_KEY, ModelConfig
-from jittor_sbvsr.video_io import write_atomic
+from jittor_sbvsr.files import write_atomic
 from jittor_sbvsr.weights import read_weights
 
 PROG = "export_weights"

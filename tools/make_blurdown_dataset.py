@@ -18,7 +18,10 @@ import numpy as np
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from jittor_sbvsr.data.kernels import random_realistic_kernel  # noqa: E402
 from jittor_sbvsr.degrade import TEST_SIGMA, blur_downsample, fspecial_gaussian, quantize  # noqa: E402
-from jittor_sbvsr.video_io import InputError, list_frames, read_image, write_png  # noqa: E402
+from jittor_sbvsr.video_io import (InputError, check_unique_names, frame_stem, list_frames, read_image,  # noqa: E402
+                                   write_png)
+
+MAX_SIGMA = 10.0  # a 61x61 kernel: wider ones blur x4 frames away and take minutes per frame
 
 
 def video_kernel(kind, rng, sigma):
@@ -41,13 +44,14 @@ def make_dataset(hr_root, out_root, kind="gaussian", sigma=TEST_SIGMA, seed=0, s
         frames = list_frames(os.path.join(hr_root, video))
         if not frames:
             raise InputError(os.path.join(hr_root, video), "no frames (png/jpg/bmp) in this video folder")
+        check_unique_names(frames, frame_stem, os.path.join(hr_root, video))
         kernel = video_kernel(kind, rng, sigma)
         np.save(os.path.join(out_root, "kernel", f"{video}.npy"), kernel)
         for sub in ("HR", "LR_blurdown_x4"):
             os.makedirs(os.path.join(out_root, sub, video), exist_ok=True)
         for path in frames:
             hr, _ = read_image(path)
-            stem = os.path.basename(path).split(".")[0]
+            stem = frame_stem(path)
             write_png(os.path.join(out_root, "LR_blurdown_x4", video, f"{stem}.png"),
                       quantize(blur_downsample(hr, kernel, scale)))
             write_png(os.path.join(out_root, "HR", video, f"{stem}.png"), hr)
@@ -56,12 +60,24 @@ def make_dataset(hr_root, out_root, kind="gaussian", sigma=TEST_SIGMA, seed=0, s
     return count
 
 
+def sigma_value(text):
+    """argparse type of --sigma: a number in (0, MAX_SIGMA]."""
+    try:
+        sigma = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 < sigma <= MAX_SIGMA:  # false for NaN too
+        raise argparse.ArgumentTypeError(f"must be in (0, {MAX_SIGMA:g}] (got {text})")
+    return sigma
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--hr", required=True, help="folder of HR video folders (<hr>/<video>/<frames>)")
     p.add_argument("--out", required=True, help="output folder (gets HR/, LR_blurdown_x4/, kernel/)")
     p.add_argument("--type", choices=("gaussian", "realistic"), default="gaussian")
-    p.add_argument("--sigma", type=float, default=TEST_SIGMA, help="Gaussian sigma (size ceil(3 sigma) * 2 + 1)")
+    p.add_argument("--sigma", type=sigma_value, default=TEST_SIGMA,
+                   help=f"Gaussian sigma in (0, {MAX_SIGMA:g}] (kernel size ceil(3 sigma) * 2 + 1)")
     p.add_argument("--seed", type=int, default=0, help="seed of the realistic kernels")
     args = p.parse_args(argv)
     try:

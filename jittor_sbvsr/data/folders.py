@@ -2,7 +2,7 @@
 windows."""
 import os
 
-from ..video_io import InputError, list_frames
+from ..video_io import InputError, check_frame_files, list_frames
 
 
 def video_frames(root, sub, limit=None):
@@ -22,6 +22,13 @@ def video_frames(root, sub, limit=None):
     if not videos:
         raise InputError(folder, "no video sub-folders")
     return videos
+
+
+def frame_sizes(videos):
+    """{video name: (height, width)} of ``videos`` ([(name, frame paths)]), read from the headers of all their
+    frames before any is decoded: InputError for a file that is not a readable image or whose size differs
+    from its video's first frame (otherwise met only when a sample needs it, in a data worker mid-epoch)."""
+    return {name: check_frame_files(frames) for name, frames in videos}
 
 
 def windows(videos, n_sequence):

@@ -12,16 +12,16 @@ stream and each epoch gets fresh crops and kernels (upstream's workers repeated 
 upstream-conventions §5), while a run is reproducible from ``--seed`` whatever the number of workers, and
 resuming at an epoch needs no saved RNG state.
 """
+import os
+
 import numpy as np
 
 from ..degrade import blur_downsample
-from ..runtime import jittor
 from ..video_io import InputError, read_image
-from .folders import video_frames, windows
+from .folders import frame_sizes, video_frames, windows
 from .imgproc import edge_mean
 from .kernels import KERNEL_TYPES, OUT_SIZE, random_kernel
-
-jt = jittor()
+from .workers import WorkerSafeDataset
 
 FLAT_EDGE_MEAN = 7.0   # crops whose centre frame has a smaller mean Sobel magnitude are re-drawn ...
 CROP_TRIES = 5         # ... at most this many crops in all (the last one is kept)
@@ -79,7 +79,7 @@ class EpochShuffle:
         return self.n
 
 
-class BlurDownTrainSet(jt.dataset.Dataset):
+class BlurDownTrainSet(WorkerSafeDataset):
     """Training windows with online degradation; yields (LR [B, 5, 3, p, p], kernel [B, 13, 13]) float32."""
 
     def __init__(self, root, kernel="gaussian", patch_size=160, scale=4, n_frames_per_video=50, n_sequence=5,
@@ -89,6 +89,13 @@ class BlurDownTrainSet(jt.dataset.Dataset):
             raise ValueError(f"unknown kernel type {kernel!r} (expected one of {', '.join(KERNEL_TYPES)})")
         self.videos = video_frames(root, "HR", n_frames_per_video)
         self.windows = windows(self.videos, n_sequence)
+        crop_size, sizes = patch_size * scale, frame_sizes(self.videos)
+        for name, frames in self.videos:
+            h, w = sizes[name]
+            if h < crop_size or w < crop_size:
+                raise InputError(os.path.dirname(frames[0]), f"frames are {w}x{h}, smaller than the {crop_size}x"
+                                                              f"{crop_size} HR crop (--patch-size {patch_size} x "
+                                                              f"scale {scale}); lower --patch-size")
         self.kernel, self.patch_size, self.scale = kernel, patch_size, scale
         self.n_sequence, self.augment, self.seed = n_sequence, augment, seed
         # upstream repeats a small set so that an epoch has about test_every batches
@@ -109,7 +116,7 @@ class BlurDownTrainSet(jt.dataset.Dataset):
             self.sampler.epoch = epoch
             self.reset()
 
-    def __getitem__(self, code):
+    def load(self, code):
         epoch, index = divmod(int(code), self.total_len)
         return self.sample(epoch, index)
 
@@ -118,7 +125,7 @@ class BlurDownTrainSet(jt.dataset.Dataset):
         rng = np.random.default_rng([self.seed, epoch, 0, index])
         v, start = self.windows[index % len(self.windows)]
         paths = self.videos[v][1][start:start + self.n_sequence]
-        frames = self.crop(np.stack([self.read(p) for p in paths]), rng, paths[self.n_sequence // 2])
+        frames = self.crop(np.stack([self.read(p) for p in paths]), rng)
         if self.augment:
             frames = augment(frames, rng)
         kernel = random_kernel(self.kernel, rng)
@@ -131,11 +138,6 @@ class BlurDownTrainSet(jt.dataset.Dataset):
         img, _ = read_image(path)
         return img.astype(np.float64)
 
-    def crop(self, frames, rng, centre_path):
+    def crop(self, frames, rng):
         """One HR crop of (scale * patch_size)^2 pixels, the same for all frames, avoiding flat areas."""
-        size = self.patch_size * self.scale
-        _, h, w, _ = frames.shape
-        if h < size or w < size:
-            raise InputError(centre_path, f"frame {w}x{h} is smaller than the {size}x{size} HR crop "
-                                          f"(--patch-size {self.patch_size} x scale {self.scale}); lower --patch-size")
-        return textured_crop(frames, size, rng, self.n_sequence // 2)
+        return textured_crop(frames, self.patch_size * self.scale, rng, self.n_sequence // 2)

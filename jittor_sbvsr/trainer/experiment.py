@@ -25,8 +25,10 @@ from tqdm import tqdm
 
 from ..checkpoint import load_checkpoint
 from ..config import META_KEY
+from ..files import write_atomic
 
 CHECKPOINT_FORMAT = "jittor-sbvsr-train-1"
+TRAINING_STATE = ("model", "optimizer", "epoch", "history", "rng")  # what model_latest.pkl holds to resume
 METRIC_COLUMNS = ("epoch", "lr", "loss", "L1", "cycle", "boundaries", "sparse", "center", "cycle_psnr",
                   "down_psnr", "psnr", "bicubic_psnr", "best", "seconds")
 
@@ -36,18 +38,15 @@ class ExperimentError(Exception):
 
 
 def atomic_write(path, data):
-    """Write bytes to ``path`` through a temporary file in the same folder, fsync, then rename."""
-    tmp = f"{path}.tmp-{os.getpid()}"
-    try:
+    """Write bytes to ``path`` through a temporary file in the same folder (``files.write_atomic``), fsynced
+    before the rename so that a crash never leaves a checkpoint name on incomplete data."""
+    def write(tmp):
         with open(tmp, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+
+    write_atomic(path, write)
 
 
 def model_state(model):
@@ -85,12 +84,21 @@ class Experiment:
         for needed in (config_path, latest):
             if not os.path.isfile(needed):
                 raise ExperimentError(f"{needed}: not found; --resume needs a folder written by this program")
-        with open(config_path, encoding="utf-8") as f:
-            config = json.load(f)
+        try:
+            with open(config_path, encoding="utf-8") as f:
+                config = json.load(f)
+        except ValueError as e:  # malformed JSON or text that is not UTF-8
+            raise ExperimentError(f"{config_path}: not valid JSON ({e})") from None
+        if not isinstance(config, dict):
+            raise ExperimentError(f"{config_path}: not a JSON object of options")
         state, _ = load_checkpoint(latest)
         if not isinstance(state, dict) or state.get("format") != checkpoint_format:
             raise ExperimentError(f"{latest}: not a checkpoint of this program (format {checkpoint_format!r} "
                                   "with optimizer state expected)")
+        needed = TRAINING_STATE if checkpoint_format == CHECKPOINT_FORMAT else ("model",)
+        missing = [key for key in needed if key not in state]
+        if missing:
+            raise ExperimentError(f"{latest}: training checkpoint without {', '.join(missing)}")
         return cls(path, writer, echo), config, state
 
     def write_config(self, config):

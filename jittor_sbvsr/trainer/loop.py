@@ -5,13 +5,11 @@ import numpy as np
 
 from ..config import ModelConfig
 from ..losses import LOSS_WEIGHTS, train_loss
-from ..runtime import jittor
+from ..runtime import is_out_of_memory, jittor
 
 jt = jittor()
 
 TERMS = tuple(LOSS_WEIGHTS)
-OOM_MARKERS = ("out of memory", "cudaerrormemoryallocation", "cuda_error_out_of_memory", "bad_alloc",
-               "cannot allocate memory")
 
 
 class TrainingError(Exception):
@@ -108,11 +106,6 @@ def self_supervised_loss(model, batches):
     return {k: v / max(n, 1) for k, v in sums.items()}
 
 
-def is_out_of_memory(err):
-    text = str(err).lower()
-    return any(marker in text for marker in OOM_MARKERS)
-
-
 class Trainer:
     """Runs epochs ``start_epoch..args.epochs`` and records them in ``experiment``."""
 
@@ -172,7 +165,7 @@ class Trainer:
         for i, (x, _kernel) in enumerate(self.train_set):
             try:
                 total, terms = train_step(self.model, self.optimizer, x, weights[i], updates[i])
-            except RuntimeError as err:
+            except (RuntimeError, MemoryError) as err:
                 if is_out_of_memory(err):
                     raise TrainingError(
                         f"out of memory at --batch-size {args.batch_size} --patch-size {args.patch_size}: lower "
