@@ -201,18 +201,20 @@ class Window:
     forward_s: float = 0.0
 
 
-def stream(engine, frames, border=False, kernel=False, wanted=None, stop=None):
+def stream(engine, frames, border=False, kernel=False, wanted=None, start=0, stop=None):
     """The window loop: super-resolve a sequence of uint8 frames as they arrive, yielding a ``Window`` per
     output frame in order. Frames are pulled from the iterable ``frames`` only 2 ahead of the centre and
     dropped (from the engine too) once no later window needs them, so memory does not grow with the clip.
 
     Without ``border`` centres 2..n-3 are restored, with it all (``window_indices``). ``wanted(centre)``
-    False skips the computation (the Window has no ``recons``; resumed runs); ``stop`` ends before that
-    centre without reading further. Raises ClipTooShort (before any output when the clip is short).
+    False skips the computation (the Window has no ``recons``; resumed runs). ``start``/``stop`` restrict
+    the centres to ``start <= centre < stop`` (one process's share of a clip): frames before ``start - 2``
+    are read and dropped at once, and the loop ends at ``stop`` without reading further. Raises ClipTooShort
+    (before any output when the clip is short).
     """
     frames = iter(frames)
     buf, n, pulled = {}, None, 0
-    centre = 0 if border else 2
+    centre = max(start, 0 if border else 2)
     try:
         while stop is None or centre < stop:
             t0 = time.perf_counter()
@@ -221,7 +223,8 @@ def stream(engine, frames, border=False, kernel=False, wanted=None, stop=None):
                 if img is None:
                     n = pulled
                 else:
-                    buf[pulled] = img
+                    if pulled >= centre - 2:  # the earliest frame a window from here on uses
+                        buf[pulled] = img
                     pulled += 1
             if n is not None:
                 problem = length_problem(n, border)

@@ -21,14 +21,16 @@ from fractions import Fraction
 from functools import partial
 
 from . import ffmpeg, metrics, resume, run_folder
+from .ranks import Group, plan
 from .background import Background
 from .checkpoint import CheckpointError
 from .ffmpeg import VideoEncoder, container_for
 from .files import AppendFile, write_atomic
 from .interrupts import default_sigchld, deferred, exit_status, sigterm_raises
-from .video_io import InputError, check_frame_files, discover, length_problem, pair_gt, write_png
+from .video_io import InputError, check_frame_files, discover, length_problem, pair_gt, read_image, write_png
 
 PROG = "infer"
+METRICS_COLUMNS = ["video", "frame", "psnr", "ssim", "pre_s", "forward_s", "post_s", "total_s"]
 MAX_FPS = 1000
 MODEL_DIR = "pretrain_models"
 DEFAULT_CHECKPOINT = "self_blind_vsr_gaussian"
@@ -213,14 +215,15 @@ def build_model(path, log, allow_nonfinite=False):
 
 
 class RunLog:
-    """Lines to the log file and (unless ``console=False``) to stdout, above any progress bar.
+    """Lines to the log file and (unless ``console=False``, or ``echo=False`` for the whole log) to stdout,
+    above any progress bar.
 
     A failed write (disk full) raises an OSError naming the log; the file is not written again afterwards,
     so that reporting that very error cannot fail a second time."""
 
-    def __init__(self, path):
+    def __init__(self, path, echo=True):
         self.file = AppendFile(path)
-        self.failed = False
+        self.failed, self.echo = False, echo
 
     def __call__(self, line, console=True):
         if not self.failed:
@@ -229,7 +232,7 @@ class RunLog:
             except OSError:
                 self.failed = True
                 raise
-        if console:
+        if console and self.echo:
             from tqdm import tqdm
 
             tqdm.write(line, file=sys.stdout)
@@ -281,12 +284,13 @@ def noted_frames(video, note):
 
 
 class FrameReader:
-    """Decodes one video's frames once, in order, on demand; keeps them until released."""
+    """Decodes one video's frames once, in order, on demand; keeps them (from frame ``first`` on) until
+    released."""
 
-    def __init__(self, video, note):
+    def __init__(self, video, note, first=0):
         self._it = noted_frames(video, note)
         self._frames = {}
-        self._next = 0
+        self._next, self._first = 0, first
         self.n = None  # known once the video is exhausted
 
     def load(self, j):
@@ -296,7 +300,8 @@ class FrameReader:
             if item is None:
                 self.n = self._next
                 break
-            self._frames[self._next] = item
+            if self._next >= self._first:
+                self._frames[self._next] = item
             self._next += 1
         return self.n is None or j < self.n
 
@@ -343,7 +348,7 @@ class FrameResult:
 class Runner:
     """Runs the videos of one run through a ``WindowEngine`` and writes every output."""
 
-    def __init__(self, args, net, log, run_dir):
+    def __init__(self, args, net, log, run_dir, metrics_name="metrics.csv"):
         from .engine import WindowEngine
 
         self.args, self.log, self.run_dir = args, log, run_dir
@@ -352,28 +357,26 @@ class Runner:
         self.results = []
         self.written = 0
         self.previous = resume.previous_times(run_dir) if args.resume else {}
-        self._csv_file = AppendFile(os.path.join(run_dir, "metrics.csv"), "w")
+        self._csv_file = AppendFile(os.path.join(run_dir, metrics_name), "w")
         self._csv = csv.writer(self._csv_file)
-        self._csv.writerow(["video", "frame", "psnr", "ssim", "pre_s", "forward_s", "post_s", "total_s"])
+        self._csv.writerow(METRICS_COLUMNS)
 
     def close(self):
         self._csv_file.close()
 
-    def run_video(self, video, gt):
-        """Super-resolve (and score) every centre frame of ``video``; with ``--resume`` the frames an earlier
-        run finished are read back instead of computed."""
+    def run_video(self, video, gt, start=0, stop=None, encode=True):
+        """Super-resolve (and score) the centre frames ``start <= centre < stop`` of ``video`` (all by default;
+        ``ranks.plan`` gives each process its range); with ``--resume`` the frames an earlier run finished are
+        read back instead of computed. ``encode=False`` leaves ``--save-video`` to ``encode_pngs``."""
         from .engine import to_image
 
         args, scale = self.args, self.engine.scale
         out_dir = os.path.join(self.run_dir, video.name)
         if args.save_images or args.save_kernel:
             os.makedirs(os.path.join(out_dir, "kernels") if args.save_kernel else out_dir, exist_ok=True)
-        if args.resume:
-            for folder in (out_dir, os.path.join(out_dir, "kernels"), self.run_dir):
-                resume.remove_partials(folder)
         inputs = InputFrames(video, self.log)
-        gt_reader = FrameReader(gt, self.log) if gt else None
-        encoder = self._encoder(video) if args.save_video else None
+        gt_reader = FrameReader(gt, self.log, first=start) if gt else None
+        encoder = self._encoder(video) if args.save_video and encode else None
         hint = video.count_hint()
         progress = Progress(video.name, hint if args.border or hint is None else max(hint - 4, 0), args.quiet,
                             args.log_every)
@@ -386,7 +389,7 @@ class Runner:
             kept[centre] = resume.finished_frame(out_dir, stem, (h * scale, w * scale, c), args.save_kernel)
             return kept[centre] is None
 
-        windows = self._windows(video, inputs, wanted)
+        windows = self._windows(video, inputs, wanted, start, stop)
         out = Background(threaded=not args.no_overlap)
         crop = None
         try:
@@ -419,7 +422,7 @@ class Runner:
                 inputs.forget_below(window.centre - 1)
                 if gt_reader:
                     gt_reader.release_below(window.centre)
-            if gt_reader and gt_reader.load(inputs.count):
+            if gt_reader and stop is None and gt_reader.load(inputs.count):
                 self.log(f"note: {gt.path}: the GT has more frames than the {inputs.count} of the input; the extra "
                          "GT frames are ignored")
             out.close()
@@ -434,7 +437,7 @@ class Runner:
             progress.close()
             windows.close()
 
-    def _windows(self, video, inputs, wanted):
+    def _windows(self, video, inputs, wanted, start, stop):
         """``engine.stream`` over the video's frames; a too-short video and a failed allocation are reported as
         InputErrors."""
         from .engine import ClipTooShort, stream
@@ -442,7 +445,7 @@ class Runner:
         from .runtime import is_out_of_memory
 
         try:
-            yield from stream(self.engine, inputs, self.args.border, self.args.save_kernel, wanted)
+            yield from stream(self.engine, inputs, self.args.border, self.args.save_kernel, wanted, start, stop)
         except ClipTooShort as e:
             raise InputError(video.path, str(e)) from None
         except (RuntimeError, MemoryError) as err:
@@ -462,6 +465,18 @@ class Runner:
             self.log(f"note: {path}: the first and last 2 frames repeat the nearest restored frame (not restored "
                      "without --border), so the video keeps the input's length")
         return VideoEncoder(path, args.fps or video.rate(), args.codec, args.crf, args.pix_fmt, source, pad)
+
+    def encode_pngs(self, video, stems):
+        """Encode ``--save-video`` of ``video`` from its PNGs ``<video>/<stem>.png`` (a video whose frames
+        several processes restored)."""
+        encoder = self._encoder(video)
+        try:
+            for stem in stems:
+                encoder.write(read_image(os.path.join(self.run_dir, video.name, stem + ".png"))[0])
+            encoder.close()
+        except BaseException:
+            encoder.abort()
+            raise
 
     def _gt_frame(self, gt_reader, gt, centre, n):
         if not gt_reader.load(centre):
@@ -596,11 +611,27 @@ def prepare_inputs(args):
     return videos, gt_pairs
 
 
-def claim_run_dir(args, inputs):
-    """Lock this run's folder (``run_folder.claim``) after checking that it lies apart from ``inputs``."""
-    run_folder.check_apart(os.path.join(args.output, args.run_name), inputs)
-    return run_folder.claim(args.output, args.run_name, default=args.default_name, overwrite=args.overwrite,
-                            resume=args.resume)
+def claim_run_dir(args, inputs, group):
+    """Lock this run's folder (``run_folder.claim``) after checking that it lies apart from ``inputs``; with
+    ``--resume``, remove what the interrupted run left half-written. Of several processes, rank 0 claims the
+    folder and tells the others its path once it is ready (they hold no lock)."""
+    if not group.leader:
+        path = group.broadcast_text("")
+        if not path:
+            raise InputError(os.path.join(args.output, args.run_name), "process 0 could not claim the run folder "
+                                                                       "(its error says why)")
+        return run_folder.RunDir(path, None)
+    path = ""
+    try:
+        run_folder.check_apart(os.path.join(args.output, args.run_name), inputs)
+        claimed = run_folder.claim(args.output, args.run_name, default=args.default_name,
+                                   overwrite=args.overwrite, resume=args.resume)
+        if args.resume:
+            resume.remove_partials(claimed.path)
+        path = claimed.path
+    finally:  # also after a failure, so that the other processes stop waiting
+        group.broadcast_text(path)
+    return claimed
 
 
 def main(argv=None, model=None):
@@ -611,27 +642,34 @@ def main(argv=None, model=None):
 
 
 def _main(args, model):
+    group = Group()
     with contextlib.ExitStack() as cleanup:  # closes the log, then releases the run folder
         log = None
         try:
             demo = None
             if args.demo:
+                if group.size > 1:
+                    raise InputError("--demo", "runs in one process; start it without mpirun")
                 from .demo import Demo
 
-                claimed = cleanup.enter_context(contextlib.closing(claim_run_dir(args, [])))
+                claimed = cleanup.enter_context(contextlib.closing(claim_run_dir(args, [], group)))
                 demo = Demo(args, claimed.path)
             videos, gt_pairs = prepare_inputs(args)
+            if group.size > 1 and len(videos) == 1 and args.save_video and not args.save_images:
+                raise InputError(videos[0].path, "--save-video of one video shared by several processes is encoded "
+                                                 "from the PNGs: drop --no-images")
             model_path = None if model is not None else resolve_model(args, allow_untrained=args.demo)
             if not args.demo:
                 inputs = [args.input] + ([args.gt] if args.gt else [])
-                claimed = cleanup.enter_context(contextlib.closing(claim_run_dir(args, inputs)))
-            log = cleanup.enter_context(contextlib.closing(
-                RunLog(os.path.join(claimed.path, f"inference_log_{time.strftime('%Y-%m-%d_%H-%M-%S')}.txt"))))
+                claimed = cleanup.enter_context(contextlib.closing(claim_run_dir(args, inputs, group)))
+            rank = "" if group.size == 1 else f".rank{group.rank}"
+            log = cleanup.enter_context(contextlib.closing(RunLog(os.path.join(
+                claimed.path, f"inference_log_{time.strftime('%Y-%m-%d_%H-%M-%S')}{rank}.txt"), echo=group.leader)))
             untrained = model is None and model_path is None
             if demo:
                 demo.first_line(log, "the given network" if model is not None else describe_weights(model_path),
                                 default_model_paths() + [DEMO_WEIGHTS] if untrained else None)
-            return _run(args, model, model_path, untrained, videos, gt_pairs, claimed.path, log, demo)
+            return _run(args, model, model_path, untrained, videos, gt_pairs, claimed.path, log, demo, group)
         except (InputError, CheckpointError, OSError) as e:
             print(f"{PROG}: error: {_message(e)}", file=sys.stderr)
             if log is not None:
@@ -647,7 +685,7 @@ def _message(err):
     return f"{err.filename}: {err.strerror}" if isinstance(err, OSError) and err.filename else str(err)
 
 
-def _run(args, model, model_path, untrained, videos, gt_pairs, run_dir, log, demo):
+def _run(args, model, model_path, untrained, videos, gt_pairs, run_dir, log, demo, group):
     from . import runtime
 
     if args.cpu:
@@ -658,7 +696,7 @@ def _run(args, model, model_path, untrained, videos, gt_pairs, run_dir, log, dem
               "model": model_path or ("<given>" if model is not None else "<untrained, seed 0>"),
               "untrained": untrained, "border": args.border,
               "metrics": {"space": "y" if args.y_channel else "rgb", "crop_border": metrics.CROP_BORDER},
-              "tile": args.tile, "device": runtime.report()}
+              "tile": args.tile, "device": runtime.report(), "processes": group.size}
     log(f"Inference - {header['run']} with " + ("the given network" if model is not None else
                                                describe_weights(model_path)))
     for key in ("input", "gt", "model", "device"):
@@ -672,13 +710,25 @@ def _run(args, model, model_path, untrained, videos, gt_pairs, run_dir, log, dem
             f"{metrics.CROP_BORDER}-pixel border crop; totals pooled over all frames (upstream)")
     if args.tile:
         log(f"tiles: {args.tile}x{args.tile} LR pixels, overlap {args.tile_overlap}")
+    shares = plan([v.count_hint() for v in videos], group.size, args.border)[group.rank]
+    if group.size > 1:
+        log(f"processes: {group.size}; this one (rank {group.rank}) restores "
+            + (", ".join(_describe_share(videos, share) for share in shares) or "nothing"))
     runner = None
     complete = False
     try:
         net = model if model is not None else build_model(model_path, log, args.allow_nonfinite)
-        runner = Runner(args, net, log, run_dir)
-        for video in videos:
-            runner.run_video(video, gt_pairs.get(video.name))
+        runner = Runner(args, net, log, run_dir, "metrics.csv" if group.size == 1 else
+                        f"metrics.rank{group.rank}.csv")
+        for share in shares:
+            video = videos[share.video]
+            runner.run_video(video, gt_pairs.get(video.name), share.start, share.stop, encode=len(videos) > 1 or
+                             group.size == 1)
+        group.total(runner.written)  # wait until every process has written its frames
+        if group.size > 1 and group.leader:
+            runner.results = merge_metrics(run_dir, group.size, [v.name for v in videos])
+            if len(videos) == 1 and args.save_video:
+                runner.encode_pngs(videos[0], [r.frame for r in runner.results])
         complete = True
     except KeyboardInterrupt as e:
         message = f"interrupted: {runner.written if runner else 0} frame(s) written to {run_dir}, each complete"
@@ -689,15 +739,42 @@ def _run(args, model, model_path, untrained, videos, gt_pairs, run_dir, log, dem
         results = runner.results if runner else []
         if runner:
             runner.close()
-        summary = summarize(results)
-        write_summary(os.path.join(run_dir, "summary.json"), header, summary, complete)
-        if complete:
-            for line in summary_lines(summary):
-                log(line)
-            log(f"results: {run_dir} (metrics.csv, summary.json)")
+        if group.leader:  # the others' frames are in its merged results
+            summary = summarize(results)
+            write_summary(os.path.join(run_dir, "summary.json"), header, summary, complete)
+            if complete:
+                for line in summary_lines(summary):
+                    log(line)
+                log(f"results: {run_dir} (metrics.csv, summary.json)")
     if demo:
         demo.report(log, runner.results)
     return 0
+
+
+def _describe_share(videos, share):
+    video = videos[share.video]
+    if share.start == 0 and share.stop is None:
+        return video.name
+    return f"{video.name} frames {share.start}..{'end' if share.stop is None else share.stop - 1}"
+
+
+def merge_metrics(run_dir, size, video_order):
+    """Merge the processes' ``metrics.rank<N>.csv`` into ``metrics.csv`` (videos in input order; a shared
+    video's ranges follow rank order, which is frame order) and return the rows as FrameResults."""
+    rows = []
+    for rank in range(size):
+        path = os.path.join(run_dir, f"metrics.rank{rank}.csv")
+        with open(path, newline="", encoding="utf-8") as f:
+            rows += list(csv.reader(f))[1:]
+    rows.sort(key=lambda row: video_order.index(row[0]))  # stable: frame order within each video is kept
+    with contextlib.closing(AppendFile(os.path.join(run_dir, "metrics.csv"), "w")) as f:
+        writer = csv.writer(f)
+        writer.writerow(METRICS_COLUMNS)
+        writer.writerows(rows)
+    for rank in range(size):
+        os.remove(os.path.join(run_dir, f"metrics.rank{rank}.csv"))
+    return [FrameResult(video, frame, float(psnr) if psnr else None, float(ssim) if ssim else None,
+                        dict(zip(resume.TIMES, map(float, times)))) for video, frame, psnr, ssim, *times in rows]
 
 
 if __name__ == "__main__":

@@ -16,12 +16,14 @@ _PARTIAL = re.compile(r"\.partial-[0-9a-f]{8}(\.[^.]*)?$")
 
 
 def previous_times(run_dir):
-    """{(video, frame): {pre, forward, post, total}} from the run's metrics.csv (empty when there is none)."""
-    path = os.path.join(run_dir, "metrics.csv")
-    if not os.path.isfile(path):
-        return {}
-    with open(path, newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
+    """{(video, frame): {pre, forward, post, total}} from the run's metrics.csv, and from the per-process
+    ``metrics.rank<N>.csv`` of a run of several processes that was interrupted before merging them (empty
+    when there is none)."""
+    rows = []
+    for name in sorted(os.listdir(run_dir)):
+        if re.fullmatch(r"metrics(\.rank\d+)?\.csv", name):
+            with open(os.path.join(run_dir, name), newline="", encoding="utf-8") as f:
+                rows += list(csv.DictReader(f))
     out = {}
     for row in rows:
         try:
@@ -31,10 +33,10 @@ def previous_times(run_dir):
     return out
 
 
-def remove_partials(folder):
-    """Delete the temporaries an interrupted run left directly in ``folder``."""
-    if os.path.isdir(folder):
-        for name in os.listdir(folder):
+def remove_partials(run_dir):
+    """Delete the temporaries an interrupted run left anywhere in its folder ``run_dir``."""
+    for folder, _, names in os.walk(run_dir):
+        for name in names:
             if _PARTIAL.search(name):
                 os.remove(os.path.join(folder, name))
 

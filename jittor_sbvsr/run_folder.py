@@ -23,13 +23,15 @@ MAX_SUFFIX = 1000
 
 
 class RunDir:
-    """A claimed run folder: ``path``, locked until ``close()``."""
+    """A claimed run folder: ``path``, locked until ``close()`` (``lock_file`` None: a folder that another
+    process of the same run holds the lock of)."""
 
     def __init__(self, path, lock_file):
         self.path, self._lock = path, lock_file
 
     def close(self):
-        self._lock.close()
+        if self._lock is not None:
+            self._lock.close()
 
 
 def _not_writable(path, err):
