@@ -32,7 +32,7 @@ class VideoSR:
     whole process, as Jittor's device is global. ``tile``/``overlap``: as ``infer --tile/--tile-overlap``.
     """
 
-    def __init__(self, model=None, device="auto", tile=None, overlap=16):
+    def __init__(self, model=None, device="auto", tile=None, overlap=16, precision="fp32"):
         from . import runtime
         from .engine import WindowEngine
         from .weights import load_model
@@ -48,7 +48,7 @@ class VideoSR:
             raise ValueError(f"device must be 'auto', 'cpu' or 'cuda' (got {device!r})")
         if model is None or isinstance(model, (str, os.PathLike)):
             model = load_model(os.fspath(model) if model is not None else _default_weights())[0]
-        self.engine = WindowEngine(model, tile, overlap)
+        self.engine = WindowEngine(model, tile, overlap, precision)
 
     def stream(self, frames, border=True):
         """Yield the SR frame (uint8 4H x 4W x 3) of each input frame of the iterable ``frames`` (uint8 RGB

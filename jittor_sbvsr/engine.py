@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .models import channels_last
 from .runtime import jittor
 from .video_io import length_problem
 
@@ -91,11 +92,12 @@ class WindowEngine:
     Use: ``add(j, img)`` for each decoded frame (j >= 0, once), ``super_resolve(indices)`` per window,
     ``release_below(j)`` when no later window needs frames before j, ``kernel(indices)`` for the 13x13
     blur kernel estimate (KernelNet on the full frames), ``reset()`` between videos; or ``stream`` (below),
-    the loop that drives it over a sequence of frames.
+    the loop that drives it over a sequence of frames. ``precision`` "bf16" runs the convolutions of the
+    feature and reconstruction stacks in bfloat16 on the CPU (``channels_last.precision``).
     """
 
-    def __init__(self, net, tile=None, overlap=16):
-        self.net, self.tile, self.overlap = net, tile, overlap
+    def __init__(self, net, tile=None, overlap=16, precision="fp32"):
+        self.net, self.tile, self.overlap, self.precision = net, tile, overlap, precision
         self.scale = net.scale
         self._cache = {}
         self._tiles = None
@@ -110,7 +112,7 @@ class WindowEngine:
         if self._tiles is None:
             self._tiles = self._layout(*img.shape[:2])
         entry = {"x": x, "tiles": []}
-        with jt.no_grad():
+        with jt.no_grad(), channels_last.precision(self.precision):
             for (r0, r1, _, _), (c0, c1, _, _) in self._tiles:
                 xt = x if (r1 - r0, c1 - c0) == tuple(img.shape[:2]) else x[:, :, r0:r1, c0:c1]
                 feats = self.net.features(xt)
@@ -139,7 +141,7 @@ class WindowEngine:
         s = self.scale
         h, w = entries[0]["x"].shape[2:]
         out = np.empty((3, h * s, w * s), np.float32)
-        with jt.no_grad():
+        with jt.no_grad(), channels_last.precision(self.precision):
             for t, ((r0, _, k0, k1), (c0, _, l0, l1)) in enumerate(self._tiles):
                 frames, feats, pyramids = zip(*(e["tiles"][t] for e in entries))
                 recons = self.net.reconstruct(list(frames), list(feats), list(pyramids)).numpy()[0]
@@ -156,7 +158,7 @@ class WindowEngine:
     def ensure_warm(self, img, kernel=False):
         """``warm_up`` once per network and frame size in this process (Jittor's compiled operators are
         shared by all engines), and once more when the kernel is first wanted."""
-        key = (id(self.net), self.tile, self.overlap, img.shape, kernel)
+        key = (id(self.net), self.tile, self.overlap, self.precision, img.shape, kernel)
         if key not in _WARMED:
             self.warm_up(img, kernel)
             _WARMED.add(key)

@@ -8,6 +8,8 @@ super-resolved, without border (``frames - 4`` windows), by
 
 * cached: ``jittor_sbvsr.engine.WindowEngine`` as ``infer`` runs it: every frame decoded once, its features
   and pyramid computed once, no KernelNet (no --save-kernel);
+* bf16:   the same with ``--precision bf16`` (convolutions in bfloat16 through oneDNN, float32 accumulation;
+  its outputs are compared with cached's: largest difference and PSNR of one against the other);
 * naive:  what upstream does per window: decode the window's 5 PNGs, run ``net({'x': window, 'mode':
   'infer'})`` and evaluate both outputs of that mode (``recons`` and ``est_kernel``), in Jittor;
 * upstream: the same, with the network evaluated in upstream's order (upstream-conventions §1): features frame
@@ -39,7 +41,7 @@ import time
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-METHODS = ("cached", "naive", "upstream", "torch")
+METHODS = ("cached", "bf16", "naive", "upstream", "torch")
 TAG = "@@bench "  # prefix of protocol lines on the child's stdout (Jittor may print there too)
 
 
@@ -133,11 +135,11 @@ def pass_function(method, paths, weights):
             return recons.numpy()[0]
 
     def run_cached():
-        outs = engine.WindowEngine(net).restore_clip(n, decode)
+        outs = engine.WindowEngine(net, precision="bf16" if method == "bf16" else "fp32").restore_clip(n, decode)
         jt.sync_all(True)
         return np.stack(outs)
 
-    per_window = {"naive": naive_window, "upstream": upstream_window}.get(method)
+    per_window = {"naive": naive_window, "upstream": upstream_window}.get(method)  # cached, bf16: the engine
     return (lambda: np.stack([per_window(idx) for idx in windows])) if per_window else run_cached
 
 
@@ -206,7 +208,7 @@ def report(h, w, args, times, peak, outputs):
     fps = {m: windows / statistics.median(wall for wall, _ in t) for m, t in times.items()}
     cpu = {m: statistics.median(c for _, c in t) / windows for m, t in times.items()}
     for m in times:
-        ratio = "".join(f", {fps[m] / fps[base]:.2f}x {base}" for base in ("naive", "upstream", "torch")
+        ratio = "".join(f", {fps[m] / fps[base]:.2f}x {base}" for base in ("cached", "naive", "upstream", "torch")
                         if base in fps and base != m)
         ratio = f" ({ratio[2:]})" if ratio else ""
         print(f"  {m:8s} {fps[m]:6.3f} frames/s{ratio}, {cpu[m]:6.2f} CPU s/frame, peak RSS {peak[m]:5.0f} MiB; "
@@ -214,6 +216,11 @@ def report(h, w, args, times, peak, outputs):
     for other in ("naive", "upstream"):
         if "cached" in outputs and other in outputs:
             print(f"  cached == {other} exactly: {bool(np.array_equal(outputs['cached'], outputs[other]))}")
+    if "cached" in outputs and "bf16" in outputs:
+        a, b = (np.clip(outputs[m], 0, 1) for m in ("cached", "bf16"))
+        psnr = 10 * np.log10(1 / np.mean((a - b) ** 2))
+        print(f"  bf16 vs cached: max |diff| {np.abs(a - b).max():.2e}, PSNR {psnr:.1f} dB, values within 1 grey level "
+              f"{100 * np.mean(np.abs(np.round(a * 255) - np.round(b * 255)) <= 1):.3f} %")
     if "torch" in outputs and "naive" in outputs:
         print(f"  max |jittor - torch|: {np.abs(outputs['naive'] - outputs['torch']).max():.2e}")
 

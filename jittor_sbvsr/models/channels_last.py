@@ -12,12 +12,15 @@ backward primitives (forward + backward of 4 ResBlocks at 32x32 took 1.9x as lon
 cuDNN path is the one Jittor is built around. Results agree with the NCHW layers to float32 rounding
 (about 1e-6 relative after 40 convolutions).
 """
+import contextlib
+
 from ..runtime import jittor
 
 jt = jittor()
 nn = jt.nn
 
 _active = False  # True while ``apply`` builds the graph of a channels-last stack
+_precision = "fp32"  # of the convolutions inside ``apply``; set by ``precision``
 
 
 def inference_layout():
@@ -46,6 +49,22 @@ def apply(layers, x):
         _active = False
 
 
+@contextlib.contextmanager
+def precision(name):
+    """Within this block channels-last stacks convolve in ``name``: "fp32" (Jittor's own convolution) or
+    "bf16" (oneDNN directly, bfloat16 inputs and weights, float32 accumulation and outputs; CPU only)."""
+    global _precision
+    from cuda_ops.conv_onednn import PRECISIONS
+
+    if name not in PRECISIONS:
+        raise ValueError(f"unknown precision {name!r} (expected one of {', '.join(PRECISIONS)})")
+    previous, _precision = _precision, name
+    try:
+        yield
+    finally:
+        _precision = previous
+
+
 def conv2d_nhwc(x, weight, bias, stride, padding, dilation):
     """Convolution of x [N, H, W, C] with weight [O, C, kh, kw] (PyTorch layout) -> [N, oh, ow, O]."""
     n, h, w, c = x.shape
@@ -64,9 +83,16 @@ def conv2d_nhwc(x, weight, bias, stride, padding, dilation):
 
 
 class Conv2d(nn.Conv2d):
-    """``nn.Conv2d`` (same parameters and state-dict keys) that takes NHWC tensors inside ``apply``."""
+    """``nn.Conv2d`` (same parameters and state-dict keys) that takes NHWC tensors inside ``apply`` and, inside
+    ``precision("bf16")``, convolves in bfloat16 through oneDNN (either layout)."""
 
     def execute(self, x):
+        if _precision != "fp32":  # set only around inference (``precision``)
+            from cuda_ops import conv_onednn
+
+            assert self.groups == 1, "reduced-precision Conv2d supports groups=1 only"
+            return conv_onednn.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation,
+                                      _precision, layout="nhwc" if _active else "nchw")
         if not _active:
             return super().execute(x)
         assert self.groups == 1, "channels-last Conv2d supports groups=1 only"
