@@ -78,6 +78,22 @@ def check_jittor(cache_ok=True):
                  "pip install jittor-offline==0.0.7 (offline oneDNN), and unset use_mkl"))
     yield from check_cuda(jt)
     yield from check_correlation()
+    yield check_bf16()
+
+
+def check_bf16():
+    """Whether ``infer --precision bf16`` can run here, and how fast this CPU does bfloat16."""
+    from cuda_ops import conv_onednn
+
+    support = conv_onednn.bf16_support()
+    if conv_onednn.onednn_home() is None:
+        return Check("note", "bf16", "--precision bf16 needs Jittor's oneDNN, which is not installed",
+                     "pip install jittor-offline==0.0.7 (offline oneDNN)")
+    if support == "native":
+        return Check("ok", "bf16", "--precision bf16 available: this CPU has AVX512-BF16")
+    how = "emulated, slower than fp32," if support == "emulated" else "not at all"
+    return Check("note", "bf16", f"--precision bf16 runs {how} on this CPU (no AVX512-BF16)",
+                 "keep the default --precision fp32")
 
 
 def check_cuda(jt):

@@ -76,14 +76,20 @@ class FlopCounter:
     def __init__(self, jt):
         from jittor_sbvsr.models import channels_last
 
-        self.flops, self._patched = 0, []
+        self.flops, self._patched, self._depth = 0, [], 0
         for cls in {jt.nn.Conv2d, channels_last.Conv2d, jt.nn.ConvTranspose}:
             original = cls.__dict__.get("execute")
             if original is None:
                 continue
 
-            def counting(module, x, _original=original):
-                y = _original(module, x)
+            def counting(module, x, *args, _original=original, **kw):
+                self._depth += 1  # a subclass's execute may call its base's: count the outermost call only
+                try:
+                    y = _original(module, x, *args, **kw)
+                finally:
+                    self._depth -= 1
+                if self._depth:
+                    return y
                 cin = module.weight.shape[1] * getattr(module, "groups", 1) if not isinstance(
                     module, jt.nn.ConvTranspose) else module.weight.shape[0]
                 k = module.weight.shape[2] * module.weight.shape[3]

@@ -86,17 +86,20 @@ class Conv2d(nn.Conv2d):
     """``nn.Conv2d`` (same parameters and state-dict keys) that takes NHWC tensors inside ``apply`` and, inside
     ``precision("bf16")``, convolves in bfloat16 through oneDNN (either layout)."""
 
-    def execute(self, x):
+    def execute(self, x, relu=False):
+        """The convolution of x, then a ReLU when ``relu`` (fused into the convolution in bf16)."""
         if _precision != "fp32":  # set only around inference (``precision``)
             from cuda_ops import conv_onednn
 
             assert self.groups == 1, "reduced-precision Conv2d supports groups=1 only"
             return conv_onednn.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation,
-                                      _precision, layout="nhwc" if _active else "nchw")
+                                      _precision, relu, layout="nhwc" if _active else "nchw")
         if not _active:
-            return super().execute(x)
-        assert self.groups == 1, "channels-last Conv2d supports groups=1 only"
-        return conv2d_nhwc(x, self.weight, self.bias, self.stride, self.padding, self.dilation)
+            y = super().execute(x)
+        else:
+            assert self.groups == 1, "channels-last Conv2d supports groups=1 only"
+            y = conv2d_nhwc(x, self.weight, self.bias, self.stride, self.padding, self.dilation)
+        return nn.relu(y) if relu else y
 
 
 class PixelShuffle(nn.PixelShuffle):

@@ -9,7 +9,6 @@ import numpy as np
 
 import cuda_ops
 from ..runtime import jittor
-from . import channels_last
 
 jt = jittor()
 nn = jt.nn
@@ -20,8 +19,7 @@ def lrelu():
 
 
 def conv3x3(cin, cout, stride=1, dilation=1):
-    """A 3x3 convolution that follows ``channels_last.precision`` (bf16 inference on the CPU)."""
-    return channels_last.Conv2d(cin, cout, 3, stride=stride, padding=dilation, dilation=dilation)
+    return nn.Conv2d(cin, cout, 3, stride=stride, padding=dilation, dilation=dilation)
 
 
 def backward_warp(image, flow):

@@ -24,11 +24,10 @@ class ResBlock(nn.Module):
     def __init__(self, planes, kernel_size=3):
         super().__init__()
         self.conv1 = conv(planes, planes, kernel_size)
-        self.relu = nn.ReLU()
         self.conv2 = conv(planes, planes, kernel_size)
 
     def execute(self, x):
-        return self.conv2(self.relu(self.conv1(x))) + x
+        return self.conv2(self.conv1(x, relu=True)) + x
 
 
 def blur_down(x, kernel, scale):
