@@ -11,12 +11,16 @@ implementation in use. Backends:
 for the current device after a one-time self-check and falls back to ``vectorized``, with one warning naming
 the cause, when that operator cannot be compiled or gives wrong results. A forced ``cuda``/``cpp`` never falls
 back: it fails when it does not match the device, and its compile errors are raised as they are.
+
+This package never imports Jittor itself: importing Jittor needs set-up that belongs to the program using it
+(``jittor_sbvsr.runtime.jittor()``: which CUDA toolkit, offline oneDNN, logging), so ``loaded_jittor()`` takes
+the Jittor that program imported. Importing ``cuda_ops`` imports no Jittor; ``cuda_ops.correlation_op``, which
+defines a ``jt.Function``, needs it imported first.
 """
 import os
 import re
+import sys
 import warnings
-
-from jittor_sbvsr.runtime import jittor as _load_jittor
 
 from .correlation_vectorized import correlation as _vectorized
 
@@ -24,6 +28,15 @@ ENV_VAR = "SBVSR_CORRELATION"
 CHOICES = ("auto", "cuda", "cpp", "vectorized")
 
 _chosen = {}  # (requested backend, running on CUDA) -> (backend name, function)
+
+
+def loaded_jittor():
+    """The Jittor module the running program has imported; RuntimeError when it has not imported it yet."""
+    jt = sys.modules.get("jittor")
+    if jt is None:
+        raise RuntimeError("cuda_ops runs on the Jittor the program imported, and Jittor is not imported yet "
+                           "(jittor_sbvsr.runtime.jittor() imports it)")
+    return jt
 
 
 def correlation(first, second):
@@ -47,7 +60,7 @@ def requested_backend():
 
 def _select():
     """(name, function) for the requested backend on the current device, decided once per combination."""
-    key = (requested_backend(), bool(_load_jittor().flags.use_cuda))
+    key = (requested_backend(), bool(loaded_jittor().flags.use_cuda))
     if key not in _chosen:
         _chosen[key] = _resolve(*key)
     return _chosen[key]

@@ -3,16 +3,16 @@
 Forward and backward are each one ``jt.code`` operator compiled by Jittor's JIT on first use; it runs the CUDA
 kernels of ``correlation_cuda.cu`` when ``jt.flags.use_cuda`` is set and the C++ ones of ``correlation_cpu.cc``
 otherwise. Neither direction materialises the [B, 81, C, H, W] product the vectorised fallback needs.
+Importing it needs Jittor imported already (``cuda_ops.loaded_jittor``).
 """
 from pathlib import Path
 
 import numpy as np
 
-from jittor_sbvsr.runtime import jittor as _load_jittor
-
+from . import loaded_jittor
 from .geometry import CHANNELS, GRID, MAX_DISPLACEMENT
 
-jt = _load_jittor()
+jt = loaded_jittor()
 
 _HERE = Path(__file__).resolve().parent
 _GEOMETRY = (f"namespace sbvsr_corr {{ constexpr int kMaxDisp = {MAX_DISPLACEMENT}; "

@@ -1,15 +1,14 @@
 """Jittor reimplementation of Self-Blind-VSR (Bai & Pan, TPAMI 2024).
 
-Importing the package configures Jittor for this machine (offline oneDNN, CPU/CUDA detection, quiet
-logging) before Jittor itself is imported; see ``jittor_sbvsr.runtime``.
+Importing the package, or any module of it, sets nothing up: Jittor is imported, configured for this machine,
+by ``runtime.jittor()`` where a module needs it, and each command chooses the device with ``runtime.init()``.
 """
-from . import runtime
-
-runtime.configure()
-
 __version__ = "0.1.0"
 
 
 def report():
-    """One-line runtime report (Jittor version, device, oneDNN, correlation backend, inference conv layout)."""
+    """One-line runtime report (Jittor version, device, oneDNN, correlation backend, inference conv layout) of
+    the device as it stands: ``runtime.init()`` chooses it."""
+    from . import runtime
+
     return runtime.report()

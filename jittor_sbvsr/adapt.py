@@ -29,7 +29,6 @@ import time
 
 from .checkpoint import CheckpointError
 from .trainer.experiment import Experiment, ExperimentError
-from .trainer.loop import TERMS
 from .files import write_atomic
 from .video_io import InputError
 
@@ -39,7 +38,6 @@ SAVE_EVERY_S = 60.0  # seconds of training between saves of model_latest.pkl
 # adapted weights are kept only when they lower the held-out loss by at least this fraction: in the benchmark
 # (tools/bench_adapt.py) changes of a few tenths of a percent went either way in PSNR
 KEEP_MARGIN = 0.01
-LOSS_COLUMNS = ("step", "seconds", "split", "loss") + TERMS
 # options of the invocation, not of the run: never read back from config.json
 INVOCATION_ONLY = ("resume", "quiet", "cpu")
 
@@ -147,15 +145,14 @@ class Run:
     def __init__(self, args, resumed):
         from . import runtime
         from .data.lr_windows import LRWindows, read_clips
-        from .infer import resolve_model
+        from .default_weights import resolve_model
         from .trainer.adaptation import Adaptation
         from .trainer.experiment import model_state
         from .video_io import discover
         from .weights import load_model
 
         self.args = args
-        if args.cpu:
-            runtime.use_cpu()
+        runtime.init("cpu" if args.cpu else "auto")
         self.model_path = resolve_model(argparse.Namespace(model=args.model, preset=None))
         args.model = self.model_path
         self.adapted_path = os.path.join(args.output, "model", "adapted.pkl")
@@ -187,7 +184,7 @@ class Run:
 
     def log_start(self):
         from . import runtime
-        from .infer import describe_weights
+        from .default_weights import describe_weights
 
         args, budget = self.args, (f"{self.args.steps} steps" if self.args.steps else
                                    f"{self.args.minutes:g} minutes of training")
@@ -290,7 +287,7 @@ class Run:
         rows += [dict(r, split="train") for r in a.history]
         if after:
             rows.append(dict(step=a.steps, seconds=round(a.seconds, 3), split="held-out", **after))
-        self.exp.write_table("loss.csv", rows, LOSS_COLUMNS)
+        self.exp.write_table("loss.csv", rows, loss_columns())
         train_rows = [r for r in rows if r["split"] == "train"]
         held_rows = [{"step": r["step"], "held_out_loss": r["loss"]} for r in rows if r["split"] == "held-out"]
         self.exp.write_plot("loss.png", train_rows + held_rows, "step", ("loss", "held_out_loss"),
@@ -322,8 +319,20 @@ def better(before, after):
     return after["loss"] < (1 - KEEP_MARGIN) * before["loss"]
 
 
+def loss_terms():
+    """Names of the loss terms (the trainer's, which imports Jittor: not at this module's import)."""
+    from .trainer.loop import TERMS
+
+    return TERMS
+
+
+def loss_columns():
+    """Columns of loss.csv."""
+    return ("step", "seconds", "split", "loss") + loss_terms()
+
+
 def format_loss(row):
-    return f"{row['loss']:.5f} (" + ", ".join(f"{k} {row[k]:.4g}" for k in TERMS) + ")"
+    return f"{row['loss']:.5f} (" + ", ".join(f"{k} {row[k]:.4g}" for k in loss_terms()) + ")"
 
 
 def _hms(seconds):

@@ -15,7 +15,8 @@ from .video_io import VIDEO_EXTS, InputError, discover, write_png
 
 
 def _default_weights():
-    from .infer import DEMO_WEIGHTS, default_model_paths
+    """The weights ``infer`` takes without --model (upstream's, else the demo weights); FileNotFoundError."""
+    from .default_weights import DEMO_WEIGHTS, default_model_paths
 
     found = next((p for p in default_model_paths() + [DEMO_WEIGHTS] if os.path.isfile(p)), None)
     if found is None:
@@ -37,15 +38,7 @@ class VideoSR:
         from .engine import WindowEngine
         from .weights import load_model
 
-        jt = runtime.jittor()
-        if device == "cpu":
-            runtime.use_cpu()
-        elif device == "cuda":
-            if not jt.has_cuda:
-                raise RuntimeError("device='cuda' but Jittor has no CUDA here (python -m jittor_sbvsr.doctor)")
-            jt.flags.use_cuda = 1
-        elif device != "auto":
-            raise ValueError(f"device must be 'auto', 'cpu' or 'cuda' (got {device!r})")
+        runtime.init(device)
         if model is None or isinstance(model, (str, os.PathLike)):
             model = load_model(os.fspath(model) if model is not None else _default_weights())[0]
         self.engine = WindowEngine(model, tile, overlap, precision)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import runtime
+from .default_weights import DEMO_WEIGHTS, default_model_paths
 
 JITTOR_VERSION = "1.3.11.0"
 
@@ -62,7 +63,7 @@ def check_jittor(cache_ok=True):
     """Import Jittor and report it; ``cache_ok`` False (``check_cache`` found a problem) makes that problem
     the fix for a failed import, since a cache folder Jittor cannot write stops the import itself."""
     try:
-        jt = runtime.jittor()
+        jt = runtime.init()
     except Exception as e:  # any import failure is the finding itself
         last = (str(e).strip().splitlines() or [""])[-1]
         fix = ("fix the cache problem reported above first" if not cache_ok else
@@ -193,8 +194,6 @@ def check_cache():
 
 
 def check_weights():
-    from .infer import DEMO_WEIGHTS, default_model_paths
-
     paths = default_model_paths()
     found = [p for p in paths if os.path.isfile(p)]
     if found:

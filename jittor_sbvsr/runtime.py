@@ -1,27 +1,42 @@
-"""Jittor runtime set-up: configure Jittor *before* it is imported, then report what it runs on.
+"""Jittor for this package: import it configured for this machine, then choose the device once per command.
 
-Jittor reads its configuration from environment variables at import time. On a machine with an
-``nvcc`` but no CUDA driver it fails to import, and on a fresh CPU machine it tries to download oneDNN.
-``configure()`` fixes both without touching any variable the user already set:
+Importing a module of this package changes nothing outside it (no environment variable, no Jittor flag), so
+that a program embedding it, or a command that only parses its arguments, is left as it was. Two functions
+hold everything else:
 
-* no CUDA driver visible  -> ``nvcc_path=""`` (CPU only);
-* oneDNN comes from the ``jittor-offline`` package (an install requirement): Jittor's own downloader
-  copies the tarball from it instead of going to the network;
-* CUDA-side downloads that no offline package carries are switched off (``use_cutlass=0``);
-* Jittor's info/warning log lines are silenced unless ``SBVSR_JITTOR_LOG=1`` (errors still raise).
+``jittor()`` imports Jittor (every module that needs it gets it here) and returns it. Jittor reads its
+configuration from environment variables when it is imported, so for the import only, and without touching a
+variable the user set, it sets:
 
-``jittor()`` also keeps Ctrl-C and SIGTERM from ending the process without clean-up: Jittor's C++ SIGINT
+* ``nvcc_path=""`` when no NVIDIA driver is visible (CPU only; with ``nvcc`` on PATH but no driver the
+  import fails otherwise);
+* ``use_cutlass=0`` when there is a driver: a CUDA-side download that no offline package carries;
+* ``log_silent=1`` unless ``SBVSR_JITTOR_LOG=1``: Jittor's info and warning lines (errors still raise).
+
+Afterwards ``os.environ`` is put back exactly as it was, including the ``cc_path`` and ``cache_name`` that the
+import sets itself: Jittor keeps what it read in its flags and module globals (compiler paths, log level,
+cache folder), and its JIT compiler reads no variable of ours later. oneDNN comes from the ``jittor-offline``
+package (an install requirement), which Jittor's own downloader copies from instead of going to the network.
+The first call also keeps Ctrl-C and SIGTERM from ending the process without clean-up: Jittor's C++ SIGINT
 handler is replaced by Python's after the import (``interrupts.restore_sigint``), and the pool of compiler
 processes that the import starts is kept out of the signals sent to the run (``_detach_compile_pool``).
+``jittor()`` never changes the device: Jittor starts on the CPU (or as its own ``use_cuda`` variable says).
+
+``init(device)`` is called once by each command (and by ``api.VideoSR``): it imports Jittor and chooses the
+device; see its docstring for the rule.
 """
+import contextlib
 import ctypes.util
 import glob
+import importlib
 import os
 import signal
 
+import cuda_ops
+
 from .interrupts import restore_sigint
 
-_CONFIGURED = False
+DEVICES = ("auto", "cpu", "cuda")
 _SET_UP = False  # the first jittor() call has imported and set up Jittor
 # lower-case pieces of the messages Jittor, CUDA and oneDNN raise when an allocation fails
 OOM_MARKERS = ("out of memory", "cudaerrormemoryallocation", "cuda_error_out_of_memory", "bad_alloc",
@@ -41,21 +56,28 @@ def cuda_driver_present():
     return has_device and ctypes.util.find_library("cuda") is not None
 
 
-def configure():
-    """Set Jittor's environment defaults for this machine (idempotent; user values win)."""
-    global _CONFIGURED
-    if _CONFIGURED:
-        return
-    import numpy
-
-    check_numpy(numpy.__version__)
-    _CONFIGURED = True
-    if not cuda_driver_present():
-        os.environ.setdefault("nvcc_path", "")
-    else:
-        os.environ.setdefault("use_cutlass", "0")
+def jittor_environment():
+    """The variables Jittor's import should see on this machine that the user has not set: name -> value."""
+    wanted = {"nvcc_path": ""} if not cuda_driver_present() else {"use_cutlass": "0"}
     if os.environ.get("SBVSR_JITTOR_LOG", "0") != "1":
-        os.environ.setdefault("log_silent", "1")
+        wanted["log_silent"] = "1"
+    return {name: value for name, value in wanted.items() if name not in os.environ}
+
+
+@contextlib.contextmanager
+def _environment(extra):
+    """``os.environ`` with ``extra`` added inside the block, and exactly as before it afterwards (whatever
+    the block set or removed)."""
+    saved = dict(os.environ)
+    os.environ.update(extra)
+    try:
+        yield
+    finally:
+        for name in set(os.environ) - set(saved):
+            del os.environ[name]
+        for name, value in saved.items():
+            if os.environ.get(name) != value:
+                os.environ[name] = value
 
 
 def _detach_compile_pool():
@@ -82,32 +104,53 @@ def _detach_compile_pool():
     jittor_utils.pool_initializer = initializer
 
 
+def _import_configured():
+    """The first import of Jittor: numpy checked, environment set for the import only, then the clean-up
+    hooks of the module docstring."""
+    import numpy
+
+    check_numpy(numpy.__version__)
+    with _environment(jittor_environment()):
+        _detach_compile_pool()  # imports jittor_utils, which reads the log variables
+        importlib.import_module("jittor")
+    restore_sigint()
+
+
 def jittor():
-    """Import and return Jittor, configured; the first call restores Python's Ctrl-C handling and switches
-    CUDA on when it is available (later calls leave the device alone, so ``use_cpu()`` sticks)."""
+    """Import and return Jittor, configured for this machine (module docstring); the device is left alone."""
     global _SET_UP
-    configure()
     if not _SET_UP:
-        _detach_compile_pool()
+        _import_configured()
+        _SET_UP = True
     import jittor as jt
 
-    if not _SET_UP:
-        _SET_UP = True
-        restore_sigint()
-        if jt.has_cuda and os.environ.get("SBVSR_CPU", "0") != "1" and "use_cuda" not in os.environ:
-            jt.flags.use_cuda = 1
+    return jt
+
+
+def init(device="auto"):
+    """Choose the device of this process and return Jittor; each command calls it once, before its work.
+
+    ``"auto"``: CUDA when Jittor has it and an NVIDIA driver is visible, unless ``SBVSR_CPU=1`` or the user
+    set Jittor's own ``use_cuda`` variable (which then stands). ``"cpu"``: the CPU (``--cpu``). ``"cuda"``:
+    CUDA, RuntimeError when Jittor has none. Jittor's device is global to the process."""
+    if device not in DEVICES:
+        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda' (got {device!r})")
+    jt = jittor()
+    if device == "cuda" and not jt.has_cuda:
+        raise RuntimeError("device='cuda' but Jittor has no CUDA here (python -m jittor_sbvsr.doctor)")
+    if device == "auto":
+        if "use_cuda" in os.environ:
+            return jt
+        cuda = jt.has_cuda and cuda_driver_present() and os.environ.get("SBVSR_CPU", "0") != "1"
+    else:
+        cuda = device == "cuda"
+    jt.flags.use_cuda = int(cuda)
     return jt
 
 
 def is_out_of_memory(err):
     """True when ``err`` (a RuntimeError from Jittor, or a MemoryError) reports a failed allocation."""
     return isinstance(err, MemoryError) or any(marker in str(err).lower() for marker in OOM_MARKERS)
-
-
-def use_cpu():
-    """Force CPU execution from now on (``--cpu``)."""
-    jt = jittor()
-    jt.flags.use_cuda = 0
 
 
 def onednn_enabled():
@@ -144,12 +187,15 @@ def _gpu_name():
     return buf.value.decode(errors="replace")
 
 
+def inference_layout():
+    """The layout inference convolutions run in on the current device: 'NHWC' on the CPU (channels-last,
+    ``models.channels_last``: oneDNN computes in NHWC), 'NCHW' on CUDA (the layout cuDNN is used with)."""
+    return "NCHW" if jittor().flags.use_cuda else "NHWC"
+
+
 def report():
     """One line: Jittor version, device, oneDNN state, correlation backend and inference conv layout."""
     jt = jittor()
-    import cuda_ops
-    from .models import channels_last
-
     return (f"jittor {jt.__version__} | device {device_name()} | "
             f"oneDNN {'on' if onednn_enabled() else 'off'} | correlation {cuda_ops.correlation_backend()} | "
-            f"inference convs {channels_last.inference_layout()}")
+            f"inference convs {inference_layout()}")

@@ -61,6 +61,6 @@ def test_bad_device_and_missing_weights(tmp_path, tiny, monkeypatch):  # noqa: F
     with pytest.raises(ValueError, match="device must be"):
         VideoSR(tiny, device="tpu")
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr("jittor_sbvsr.infer.DEMO_WEIGHTS", str(tmp_path / "none.pkl"))
+    monkeypatch.setattr("jittor_sbvsr.default_weights.DEMO_WEIGHTS", str(tmp_path / "none.pkl"))
     with pytest.raises(FileNotFoundError, match="pass model="):
         VideoSR()

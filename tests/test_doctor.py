@@ -24,10 +24,8 @@ def test_report_on_this_machine(capsys, tmp_path, monkeypatch):
 
 
 def test_weights_without_any_file(tmp_path, monkeypatch):
-    from jittor_sbvsr import infer
-
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(infer, "DEMO_WEIGHTS", str(tmp_path / "none.pkl"))
+    monkeypatch.setattr(doctor, "DEMO_WEIGHTS", str(tmp_path / "none.pkl"))
     check = doctor.check_weights()
     assert check.status == "note" and "--demo runs an untrained network" in check.detail
 

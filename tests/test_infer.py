@@ -18,7 +18,7 @@ from PIL import Image
 
 from conftest import ROOT, jt
 from infer_support import LR, pan_clip, run_cli, tiny, write_frames, write_png16  # noqa: F401 (tiny is a fixture)
-from jittor_sbvsr import engine, infer, metrics, video_io
+from jittor_sbvsr import default_weights, engine, infer, metrics, video_io
 from jittor_sbvsr.models import PWC_Recons
 
 def read_csv(path):
@@ -253,7 +253,7 @@ def test_cli_model_errors(tmp_path, capsys, monkeypatch):
     _, lr = pan_clip(5)
     inp = write_frames(tmp_path / "v", lr)
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(infer, "DEMO_WEIGHTS", str(tmp_path / "no_demo_weights.pkl"))
+    monkeypatch.setattr(default_weights, "DEMO_WEIGHTS", str(tmp_path / "no_demo_weights.pkl"))
     code, _, err = run_cli([inp], None, capsys)
     assert code == 2
     assert err.startswith("infer: error: pretrain_models/self_blind_vsr_gaussian.pkl: model file not found")
@@ -343,7 +343,7 @@ def test_write_png_is_atomic(tmp_path, monkeypatch):
 
 def test_demo_untrained(tmp_path, tiny, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)  # no pretrain_models/ here
-    monkeypatch.setattr(infer, "DEMO_WEIGHTS", str(tmp_path / "no_demo_weights.pkl"))
+    monkeypatch.setattr(default_weights, "DEMO_WEIGHTS", str(tmp_path / "no_demo_weights.pkl"))
     monkeypatch.setattr(infer, "build_model", lambda path, log, allow_nonfinite: tiny)
     code, stdout, _ = run_cli(["--demo", "--output", tmp_path, "--quiet"], None, capsys)
     lines = stdout.strip().splitlines()

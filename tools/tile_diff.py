@@ -22,11 +22,11 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from jittor_sbvsr import metrics  # noqa: E402
+from jittor_sbvsr import metrics, runtime  # noqa: E402
 from jittor_sbvsr.checkpoint import CheckpointError  # noqa: E402
 from jittor_sbvsr.demo import pan_clip  # noqa: E402
 from jittor_sbvsr.engine import WindowEngine, to_image  # noqa: E402
-from jittor_sbvsr.infer import build_model  # noqa: E402
+from jittor_sbvsr.default_weights import build_model  # noqa: E402
 from jittor_sbvsr.video_io import InputError, discover  # noqa: E402
 
 
@@ -80,6 +80,7 @@ def main():
             raise InputError(args.gt, f"{len(gt)} HR frames do not match the {len(lr)} LR frames at 4x their size")
         if args.model and not os.path.isfile(args.model):
             raise InputError(args.model, "model file not found")
+        runtime.init()
         net = build_model(args.model, print)
     except (InputError, CheckpointError) as e:
         print(f"tile_diff: error: {e}", file=sys.stderr)

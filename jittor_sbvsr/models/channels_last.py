@@ -7,25 +7,20 @@ Written as a reindex over NHWC tensors, the same convolution reaches oneDNN alre
 on 2 CPU cores at 68x160: the 20-ResBlock trunk takes 0.52 s NCHW and 0.34 s NHWC, a window's whole
 reconstruction 1.39 s and 1.04 s.
 
-Only CPU inference uses it (``wanted``): Jittor does not map the backward of the NHWC form to oneDNN's
-backward primitives (forward + backward of 4 ResBlocks at 32x32 took 1.9x as long), and on CUDA the NCHW
-cuDNN path is the one Jittor is built around. Results agree with the NCHW layers to float32 rounding
-(about 1e-6 relative after 40 convolutions).
+Only CPU inference uses it (``wanted``, after ``runtime.inference_layout``): Jittor does not map the backward
+of the NHWC form to oneDNN's backward primitives (forward + backward of 4 ResBlocks at 32x32 took 1.9x as
+long), and on CUDA the NCHW cuDNN path is the one Jittor is built around. Results agree with the NCHW layers
+to float32 rounding (about 1e-6 relative after 40 convolutions).
 """
 import contextlib
 
-from ..runtime import jittor
+from ..runtime import inference_layout, jittor
 
 jt = jittor()
 nn = jt.nn
 
 _active = False  # True while ``apply`` builds the graph of a channels-last stack
 _precision = "fp32"  # of the convolutions inside ``apply``; set by ``precision``
-
-
-def inference_layout():
-    """'NHWC' where inference runs channels-last (the CPU), else 'NCHW' (CUDA); for the runtime report."""
-    return "NCHW" if jt.flags.use_cuda else "NHWC"
 
 
 def wanted():
