@@ -20,7 +20,7 @@ import numpy as np
 
 from jittor_sbvsr import demo, metrics
 from jittor_sbvsr.data.folders import video_frames
-from jittor_sbvsr.data.train_set import pad_kernel
+from jittor_sbvsr.data.kernels import pad_kernel
 from jittor_sbvsr.video_io import InputError, read_image
 
 

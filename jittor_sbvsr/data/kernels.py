@@ -19,6 +19,15 @@ REALISTIC_NOISE = 0.25    # multiplicative noise amplitude
 OUT_SIZE = 13             # size of the realistic kernel (and of KernelNet's estimate)
 
 
+def pad_kernel(kernel, size=OUT_SIZE):
+    """Centre a k x k kernel (k <= size, odd) in a size x size zero array, float32."""
+    k = kernel.shape[0]
+    out = np.zeros((size, size), np.float32)
+    o = (size - k) // 2
+    out[o:o + k, o:o + k] = kernel
+    return out
+
+
 def random_gaussian_kernel(rng):
     """Isotropic Gaussian with sigma drawn from GAUSSIAN_SIGMAS (float64, sums to 1)."""
     return fspecial_gaussian(GAUSSIAN_SIGMAS[rng.integers(len(GAUSSIAN_SIGMAS))])

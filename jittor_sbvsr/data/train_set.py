@@ -20,20 +20,11 @@ from ..degrade import blur_downsample
 from ..video_io import InputError, read_image
 from .folders import frame_sizes, video_frames, windows
 from .imgproc import edge_mean
-from .kernels import KERNEL_TYPES, OUT_SIZE, random_kernel
+from .kernels import KERNEL_TYPES, OUT_SIZE, pad_kernel, random_kernel
 from .workers import WorkerSafeDataset
 
 FLAT_EDGE_MEAN = 7.0   # crops whose centre frame has a smaller mean Sobel magnitude are re-drawn ...
 CROP_TRIES = 5         # ... at most this many crops in all (the last one is kept)
-
-
-def pad_kernel(kernel, size=OUT_SIZE):
-    """Centre a k x k kernel (k <= size, odd) in a size x size zero array, float32."""
-    k = kernel.shape[0]
-    out = np.zeros((size, size), np.float32)
-    o = (size - k) // 2
-    out[o:o + k, o:o + k] = kernel
-    return out
 
 
 def augment(frames, rng, rot90=True):
