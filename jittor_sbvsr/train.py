@@ -2,6 +2,9 @@
 
 Multi-GPU: ``mpirun -np N python -m jittor_sbvsr.train ...`` (each rank reads its share of every batch,
 gradients are averaged, only rank 0 writes files). See ``--help`` for every option.
+
+Parsing the options imports no Jittor; ``run`` chooses the device once they are known (``--cpu``, also when
+recorded by the run being resumed) and only then loads the Jittor-side modules.
 """
 import os
 import random
@@ -12,17 +15,14 @@ import numpy as np
 from . import runtime
 from .checkpoint import CheckpointError
 from .config import ModelConfig
-from .data import BlurDownTrainSet, HRLRValSet
-from .data.train_set import pad_kernel
+from .data.kernels import pad_kernel
 from .degrade import fspecial_gaussian
 from .interrupts import exit_status, sigterm_raises
 from .state_dict import load_state_dict_strict
-from .trainer import Experiment, ExperimentError, Trainer, TrainingError, make_optimizer, parse_args
-from .trainer.options import build_parser
+from .trainer.experiment import Experiment, ExperimentError, TrainingError
+from .trainer.options import build_parser, parse_args
 from .video_io import InputError
 from .weights import load_weights
-
-jt = runtime.jittor()
 
 
 def resolve(argv):
@@ -30,7 +30,7 @@ def resolve(argv):
     pre, _ = build_parser().parse_known_args(argv)
     if not pre.resume:
         return parse_args(argv), None
-    exp, config, state = Experiment.open(pre.resume, writer=jt.rank == 0)
+    exp, config, state = Experiment.open(pre.resume, writer=runtime.jittor().rank == 0)
     args = parse_args(argv, resumed_config=config)
     return args, (exp, state)
 
@@ -70,9 +70,12 @@ def model_config(args):
 
 def build_data(args):
     """(training set, validation set or None); this rank's share of each batch is read by Jittor."""
+    from .data.train_set import BlurDownTrainSet
+    from .data.val_set import HRLRValSet
+
     train_set = BlurDownTrainSet(args.data_train, kernel=args.kernel, patch_size=args.patch_size,
                                  n_frames_per_video=args.n_frames_per_video, augment=not args.no_augment,
-                                 seed=args.seed, batch_size=args.batch_size * jt.world_size,
+                                 seed=args.seed, batch_size=args.batch_size * runtime.jittor().world_size,
                                  num_workers=args.n_threads, test_every=args.test_every)
     val_set = HRLRValSet(args.data_val) if args.data_val else None
     return train_set, val_set
@@ -80,8 +83,10 @@ def build_data(args):
 
 def run(argv=None):
     args, resumed = resolve(argv)
-    if args.cpu:
-        runtime.use_cpu()
+    jt = runtime.init("cpu" if args.cpu else "auto")
+    from .trainer.loop import Trainer
+    from .trainer.optim import make_optimizer
+
     jt.set_global_seed(args.seed, different_seed_for_mpi=False)
     writer = jt.rank == 0
     train_set, val_set = build_data(args)

@@ -8,9 +8,9 @@ import torch
 from PIL import Image
 
 from conftest import jt  # noqa: F401  (Jittor configured before the data modules import it)
-from jittor_sbvsr.data import BlurDownTrainSet, HRLRValSet
 from jittor_sbvsr.data import imgproc, kernels, train_set
-from jittor_sbvsr.data.train_set import augment
+from jittor_sbvsr.data.train_set import BlurDownTrainSet, augment
+from jittor_sbvsr.data.val_set import HRLRValSet
 from jittor_sbvsr.video_io import InputError
 from reference import torch_sbvsr as ref
 from synthetic_data import write_train_set, write_val_set

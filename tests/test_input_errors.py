@@ -16,7 +16,7 @@ from PIL import Image
 from conftest import ROOT
 from infer_support import pan_clip, run_cli, tiny, write_frames, write_png16  # noqa: F401 (tiny is a fixture)
 from jittor_sbvsr import engine, infer, run_folder, video_io
-from jittor_sbvsr.data import BlurDownTrainSet
+from jittor_sbvsr.data.train_set import BlurDownTrainSet
 from synthetic_data import write_train_set
 from test_train import TINY_CLI, error_line
 

@@ -15,8 +15,11 @@ from jittor_sbvsr.losses import train_loss
 from jittor_sbvsr.models import PWC_Recons
 from jittor_sbvsr.state_dict import load_state_dict_strict
 from jittor_sbvsr.train import main, run
-from jittor_sbvsr.trainer import GROUPS, Trainer, TrainingError, lr_at_epoch, make_optimizer, parse_args
 from jittor_sbvsr.trainer import loop
+from jittor_sbvsr.trainer.experiment import TrainingError
+from jittor_sbvsr.trainer.loop import Trainer
+from jittor_sbvsr.trainer.optim import GROUPS, lr_at_epoch, make_optimizer
+from jittor_sbvsr.trainer.options import parse_args
 from jittor_sbvsr.weights import load_weights
 from reference import torch_sbvsr as ref
 from synthetic_data import seeded_init, textured_video, write_train_set, write_val_set

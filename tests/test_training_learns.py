@@ -6,7 +6,7 @@ import pickle
 import numpy as np
 
 from jittor_sbvsr.config import ModelConfig
-from jittor_sbvsr.data import HRLRValSet
+from jittor_sbvsr.data.val_set import HRLRValSet
 from jittor_sbvsr.data.camera_clips import load_photo, random_clip
 from jittor_sbvsr.degrade import blur_downsample, fspecial_gaussian, quantize
 from jittor_sbvsr.train import run

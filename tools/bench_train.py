@@ -16,7 +16,8 @@ import torch  # noqa: E402  (before Jittor, see tests/conftest.py)
 import jittor_sbvsr  # noqa: E402
 from jittor_sbvsr.models import PWC_Recons  # noqa: E402
 from jittor_sbvsr.state_dict import load_state_dict_strict  # noqa: E402
-from jittor_sbvsr.trainer import GROUPS, make_optimizer, train_step  # noqa: E402
+from jittor_sbvsr.trainer.loop import train_step  # noqa: E402
+from jittor_sbvsr.trainer.optim import GROUPS, make_optimizer  # noqa: E402
 from reference import torch_sbvsr as ref  # noqa: E402
 from side_by_side import interleaved_medians  # noqa: E402  (tools/, this script's folder)
 

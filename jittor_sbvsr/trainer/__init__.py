@@ -1,8 +1,9 @@
-"""Self-supervised training of PWC_Recons: options, optimizer, experiment folder, loop."""
-from .experiment import Experiment, ExperimentError
-from .loop import Trainer, TrainingError, self_supervised_loss, train_step, validate
-from .optim import GROUPS, lr_at_epoch, make_optimizer
-from .options import TEMPLATES, parse_args
+"""Self-supervised training of PWC_Recons, one module per concern (import them directly: the package itself
+imports nothing, so that ``options`` and ``experiment`` load without Jittor):
 
-__all__ = ["Experiment", "ExperimentError", "Trainer", "TrainingError", "self_supervised_loss", "train_step",
-           "validate", "GROUPS", "lr_at_epoch", "make_optimizer", "TEMPLATES", "parse_args"]
+* ``options``: command-line options and templates (no Jittor);
+* ``experiment``: the experiment folder, checkpoints, and the errors that end a run (no Jittor);
+* ``optim``: Adam with upstream's parameter groups and schedule;
+* ``loop``: training steps, validation, the epoch loop;
+* ``adaptation``: the steps of ``adapt`` (test-time adaptation on one clip).
+"""

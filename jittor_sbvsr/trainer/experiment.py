@@ -37,6 +37,10 @@ class ExperimentError(Exception):
     """An experiment folder cannot be created or resumed; the message is one line."""
 
 
+class TrainingError(Exception):
+    """A run cannot go on; the message is one line saying what to change."""
+
+
 def atomic_write(path, data):
     """Write bytes to ``path`` through a temporary file in the same folder (``files.write_atomic``), fsynced
     before the rename so that a crash never leaves a checkpoint name on incomplete data."""

@@ -6,14 +6,11 @@ import numpy as np
 from ..config import ModelConfig
 from ..losses import LOSS_WEIGHTS, train_loss
 from ..runtime import is_out_of_memory, jittor
+from .experiment import TrainingError
 
 jt = jittor()
 
 TERMS = tuple(LOSS_WEIGHTS)
-
-
-class TrainingError(Exception):
-    """A run cannot go on; the message is one line saying what to change."""
 
 
 def train_step(model, optimizer, x, weight=1.0, update=True):
