@@ -1,12 +1,64 @@
-"""Strict state-dict loading: Jittor's ``load_state_dict`` never raises, this one always does on mismatch."""
+"""Comparing a state dict with the keys and shapes a model expects, and loading it strictly (Jittor's own
+``load_state_dict`` never raises; this one always does on a mismatch).
+
+Importing this module imports no Jittor (``load_state_dict_strict`` gets it when called), so ``weights`` and
+the converter use ``compare_keys`` without it.
+"""
+from dataclasses import dataclass, field
+
 import numpy as np
 
 from .runtime import jittor
-from .weights import check_state
 
 
 class StateDictMismatch(ValueError):
     """Missing, unexpected or mis-shaped keys; the message lists them."""
+
+
+@dataclass
+class KeyReport:
+    """Result of comparing a state dict with the expected keys and shapes."""
+    kind: str
+    expected: int
+    matched: list = field(default_factory=list)
+    missing: list = field(default_factory=list)
+    unexpected: list = field(default_factory=list)
+    mismatched: list = field(default_factory=list)  # (key, file shape, expected shape)
+
+    def ok(self, allow_missing=False):
+        return not self.unexpected and not self.mismatched and (allow_missing or not self.missing)
+
+    def summary(self, limit=3):
+        """One line, e.g. '2 missing (in_conv.0.weight, ...), 1 mis-shaped (a: [3] vs [4])'."""
+        parts = []
+        if self.missing:
+            parts.append(f"{len(self.missing)} missing ({_first(self.missing, limit)})")
+        if self.unexpected:
+            parts.append(f"{len(self.unexpected)} unexpected ({_first(self.unexpected, limit)})")
+        if self.mismatched:
+            items = [f"{k}: {list(a)} vs {list(b)} expected" for k, a, b in self.mismatched]
+            parts.append(f"{len(self.mismatched)} mis-shaped ({_first(items, limit)})")
+        return ", ".join(parts) if parts else f"all {self.expected} keys match"
+
+
+def _first(items, limit):
+    shown = ", ".join(items[:limit])
+    return shown + (f", ... {len(items) - limit} more" if len(items) > limit else "")
+
+
+def compare_keys(state, expected, kind):
+    """KeyReport of ``state`` (key -> array) against ``expected`` (key -> shape); ``kind`` names what was
+    expected in the report."""
+    rep = KeyReport(kind=kind, expected=len(expected))
+    for key, shape in expected.items():
+        if key not in state:
+            rep.missing.append(key)
+        elif tuple(state[key].shape) != tuple(shape):
+            rep.mismatched.append((key, tuple(state[key].shape), tuple(shape)))
+        else:
+            rep.matched.append(key)
+    rep.unexpected = [k for k in state if k not in expected]
+    return rep
 
 
 def expected_shapes(module):
@@ -19,7 +71,7 @@ def load_state_dict_strict(module, state):
     StateDictMismatch listing the missing, unexpected and mis-shaped keys; nothing is copied then."""
     jt = jittor()
     params = module.state_dict()
-    report = check_state(state, type(module).__name__, expected={k: tuple(v.shape) for k, v in params.items()})
+    report = compare_keys(state, expected_shapes(module), type(module).__name__)
     if not report.ok():
         raise StateDictMismatch(report.summary(limit=10))
     for key, var in params.items():

@@ -15,8 +15,9 @@ Kinds:
   mapped back to ``module*``);
 * ``"auto"``: ``"pwc"`` when every key looks like a PWC-Net key, else ``"full"``.
 
-Everything here except ``load_weights`` is numpy-only: importing this module does not import Jittor (the
-converter uses the key table below instead of building the model).
+Everything here except ``load_weights`` and ``load_model`` is numpy-only: importing this module does not
+import Jittor (the converter uses the key table below instead of building the model). Comparing keys and the
+strict loading itself are ``state_dict``'s; this module only adds the files and the packaged key table.
 
 The reference key table ``state_dict_keys.tsv`` ships inside the package.
 setup.py must list it as package data: ``package_data={"jittor_sbvsr": ["state_dict_keys.tsv"]}``.
@@ -24,11 +25,11 @@ setup.py must list it as package data: ``package_data={"jittor_sbvsr": ["state_d
 import os
 import re
 from collections import OrderedDict
-from dataclasses import dataclass, field
 
 from .checkpoint import CheckpointError, read_state_dict
+from .state_dict import StateDictMismatch, compare_keys, load_state_dict_strict
 
-__all__ = ["load_weights", "load_model", "read_weights", "reference_shapes", "detect_kind", "check_state", "KeyReport",
+__all__ = ["load_weights", "load_model", "read_weights", "reference_shapes", "detect_kind", "check_state",
            "pwc_net_to_module_naming", "pwc_module_to_net_naming", "normalize_pwc_keys", "PWC_PREFIX",
            "KEYS_TSV", "KINDS"]
 
@@ -97,50 +98,9 @@ def normalize_pwc_keys(state):
     return state, "module"
 
 
-@dataclass
-class KeyReport:
-    """Result of comparing a state dict with the expected keys and shapes."""
-    kind: str
-    expected: int
-    matched: list = field(default_factory=list)
-    missing: list = field(default_factory=list)
-    unexpected: list = field(default_factory=list)
-    mismatched: list = field(default_factory=list)  # (key, file shape, expected shape)
-
-    def ok(self, allow_missing=False):
-        return not self.unexpected and not self.mismatched and (allow_missing or not self.missing)
-
-    def summary(self, limit=3):
-        """One line, e.g. '2 missing (in_conv.0.weight, ...), 1 mis-shaped (a: [3] vs [4])'."""
-        parts = []
-        if self.missing:
-            parts.append(f"{len(self.missing)} missing ({_first(self.missing, limit)})")
-        if self.unexpected:
-            parts.append(f"{len(self.unexpected)} unexpected ({_first(self.unexpected, limit)})")
-        if self.mismatched:
-            items = [f"{k}: {list(a)} vs {list(b)} expected" for k, a, b in self.mismatched]
-            parts.append(f"{len(self.mismatched)} mis-shaped ({_first(items, limit)})")
-        return ", ".join(parts) if parts else f"all {self.expected} keys match"
-
-
-def _first(items, limit):
-    shown = ", ".join(items[:limit])
-    return shown + (f", ... {len(items) - limit} more" if len(items) > limit else "")
-
-
-def check_state(state, kind, expected=None):
-    """Compare ``state`` (key -> array) with ``expected`` (default: the packaged table for ``kind``)."""
-    expected = reference_shapes(kind) if expected is None else expected
-    rep = KeyReport(kind=kind, expected=len(expected))
-    for key, shape in expected.items():
-        if key not in state:
-            rep.missing.append(key)
-        elif tuple(state[key].shape) != tuple(shape):
-            rep.mismatched.append((key, tuple(state[key].shape), tuple(shape)))
-        else:
-            rep.matched.append(key)
-    rep.unexpected = [k for k in state if k not in expected]
-    return rep
+def check_state(state, kind):
+    """KeyReport of ``state`` (key -> array) against the packaged table of ``kind`` ('full' or 'pwc')."""
+    return compare_keys(state, reference_shapes(kind), kind)
 
 
 def read_weights(path, kind="auto", allow_nonfinite=False):
@@ -199,8 +159,6 @@ def load_model(path, allow_nonfinite=False):
 
 
 def _load_state(model, state, kind, info, path):
-    from .state_dict import StateDictMismatch, load_state_dict_strict
-
     target = model.flow_net.moduleNetwork if kind == "pwc" else model
     try:
         load_state_dict_strict(target, state)
