@@ -23,8 +23,8 @@ from functools import lru_cache
 
 import numpy as np
 
+from .errors import InputError
 from .files import temp_name
-from .video_io import InputError, ffmpeg_reason
 
 # codec name -> (ffmpeg encoder, default pixel format, takes --crf); h264/h265 in yuv420p play everywhere,
 # ffv1 is lossless and keeps RGB
@@ -34,10 +34,21 @@ MUXERS = {".mp4": "mp4", ".mov": "mov", ".mkv": "matroska"}
 # ffmpeg stops at a SIGTERM once its input ends, and exits at once on the fourth, even while a process that
 # inherited its input pipe keeps that input from ending
 SIGNALS_TO_EXIT = 4
+# first words of the lines of ffmpeg's version banner, which starts its stderr
+FFMPEG_BANNER = ("ffmpeg version", "built with", "configuration:", "libav", "libsw", "libpostproc")
 
 
 class FFmpegError(InputError):
     """ffmpeg cannot read or write a file; an InputError, so the CLI reports it as one line and exits 2."""
+
+
+def ffmpeg_reason(stderr, fallback):
+    """ffmpeg's reason in one line: its stderr without the version banner and the ``[in#0 @ 0x...]`` prefixes,
+    the first and the last remaining line (``moov atom not found; Error opening input files: Invalid data
+    ...``); ``fallback`` when nothing remains."""
+    lines = [re.sub(r"^\[[^]]*@ 0x[0-9a-f]+\]\s*", "", line.strip()) for line in stderr.splitlines()]
+    lines = [line for line in lines if line and not line.startswith(FFMPEG_BANNER)]
+    return "; ".join(dict.fromkeys([lines[0], lines[-1]])) if lines else fallback
 
 
 def exe():

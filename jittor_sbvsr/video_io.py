@@ -8,13 +8,14 @@ palette, CMYK) are converted and reported as notes.
 """
 import contextlib
 import os
-import re
 import warnings
 from dataclasses import dataclass, field
 from fractions import Fraction
 
 import numpy as np
 
+from .errors import InputError
+from .ffmpeg import ffmpeg_reason, probe
 from .files import write_atomic
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp")
@@ -22,16 +23,6 @@ VIDEO_EXTS = (".mp4", ".avi", ".mkv", ".mov")
 DEFAULT_FPS = 25
 MIN_FRAMES = 5  # one full window: without border, frame j needs frames j-2..j+2
 EXIF_ORIENTATION = 0x0112
-# first words of the lines of ffmpeg's version banner, which starts its stderr
-FFMPEG_BANNER = ("ffmpeg version", "built with", "configuration:", "libav", "libsw", "libpostproc")
-
-
-class InputError(Exception):
-    """A file or folder cannot be used; ``str(err)`` is one line ``<path>: <problem>``."""
-
-    def __init__(self, path, problem):
-        self.path, self.problem = os.fspath(path), problem
-        super().__init__(f"{self.path}: {problem}")
 
 
 def length_problem(n, border):
@@ -187,8 +178,6 @@ class Video:
 
     def rate(self):
         """Exact frame rate (a Fraction) of a video file; DEFAULT_FPS for frame folders or when unknown."""
-        from .ffmpeg import probe
-
         return (self.is_file and probe(self.path).rate) or Fraction(DEFAULT_FPS)
 
     def shortfall_note(self, n):
@@ -247,15 +236,6 @@ def _video_meta(path):
         finally:
             reader.close()
     return _META[path]
-
-
-def ffmpeg_reason(stderr, fallback):
-    """ffmpeg's reason in one line: its stderr without the version banner and the ``[in#0 @ 0x...]`` prefixes,
-    the first and the last remaining line (``moov atom not found; Error opening input files: Invalid data
-    ...``); ``fallback`` when nothing remains."""
-    lines = [re.sub(r"^\[[^]]*@ 0x[0-9a-f]+\]\s*", "", line.strip()) for line in stderr.splitlines()]
-    lines = [line for line in lines if line and not line.startswith(FFMPEG_BANNER)]
-    return "; ".join(dict.fromkeys([lines[0], lines[-1]])) if lines else fallback
 
 
 def _imageio_reason(err):
