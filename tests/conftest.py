@@ -1,5 +1,5 @@
 """Shared test set-up: torch is imported before Jittor (their MKL/oneDNN runtimes can clash otherwise), then
-the package configures and imports Jittor."""
+the package imports Jittor and chooses the device as a command does (CUDA when available)."""
 import os
 import sys
 
@@ -11,9 +11,9 @@ sys.path.insert(0, ROOT)
 
 import torch  # noqa: E402,F401  (must precede Jittor)
 
-import jittor_sbvsr  # noqa: E402
+from jittor_sbvsr import runtime  # noqa: E402
 
-jt = jittor_sbvsr.runtime.jittor()
+jt = runtime.init()
 
 
 

@@ -142,7 +142,7 @@ def case(device, *values):
     case("gpu", "vectorized", "vectorized")])
 def test_environment_variable_forces_backend(device, value, backend):
     result = run_python("import numpy as np, cuda_ops\n"
-                        "from jittor_sbvsr.runtime import jittor; jt = jittor()\n"
+                        "from jittor_sbvsr.runtime import init; jt = init()\n"
                         "x = jt.array(np.ones([1, 2, 3, 3], 'float32'))\n"
                         "print(list(cuda_ops.correlation(x, x).shape), cuda_ops.correlation_backend())",
                         SBVSR_CORRELATION=value, **device_env(device))
@@ -154,7 +154,8 @@ def test_environment_variable_forces_backend(device, value, backend):
     case("cpu", "fast", "is not a correlation backend"), case("cpu", "cuda", "runs on the CPU"),
     case("gpu", "cpp", "runs on CUDA")])
 def test_bad_environment_variable_fails_clearly(device, value, message):
-    result = run_python("import cuda_ops\nprint(cuda_ops.correlation_backend())",
+    result = run_python("from jittor_sbvsr import runtime; runtime.init()\nimport cuda_ops\n"
+                        "print(cuda_ops.correlation_backend())",
                         SBVSR_CORRELATION=value, **device_env(device))
     assert result.returncode != 0
     assert message in result.stderr and "SBVSR_CORRELATION" in result.stderr
@@ -186,7 +187,7 @@ def test_compiles_in_non_ascii_cache_folder(device, backend, tmp_path):
     for sub in ("jit", "obj_files", "tmp"):
         (folder / sub).mkdir(parents=True)
     code = ("import numpy as np, cuda_ops\n"
-            "from jittor_sbvsr.runtime import jittor; jt = jittor()\n"
+            "from jittor_sbvsr.runtime import init; jt = init()\n"
             f"jt.flags.cache_path = {str(folder)!r}\n"
             "x = jt.array(np.arange(18, dtype='float32').reshape(1, 2, 3, 3))\n"
             "out = cuda_ops.correlation(x, x)\n"

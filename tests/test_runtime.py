@@ -1,4 +1,5 @@
-"""Jittor set-up inside the package: works offline from a clean environment, respects user values."""
+"""Jittor set-up inside the package: works offline from a clean environment, respects user values (read back
+from Jittor's flags: the package sets its variables for Jittor's import only)."""
 import os
 import subprocess
 import sys
@@ -8,7 +9,8 @@ import pytest
 from conftest import ROOT
 from jittor_sbvsr import runtime
 
-REPORT = "import jittor_sbvsr, os; print(jittor_sbvsr.report()); print('log_silent=' + os.environ['log_silent'])"
+REPORT = ("import jittor_sbvsr; from jittor_sbvsr import runtime; jt = runtime.init(); print(jittor_sbvsr.report()); "
+          "print('log_silent=' + str(jt.flags.log_silent))")
 
 
 def run_clean(code, **extra_env):

@@ -29,7 +29,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from eval_weights import score_clip  # noqa: E402
 
-from jittor_sbvsr import adapt  # noqa: E402
+from jittor_sbvsr import adapt, runtime  # noqa: E402
 from jittor_sbvsr.data.camera_clips import Motion, load_photo, render_clip  # noqa: E402
 from jittor_sbvsr.degrade import blur_downsample, fspecial_gaussian, quantize  # noqa: E402
 
@@ -145,6 +145,7 @@ def main(argv=None):
     p.add_argument("--json", help="write every row here")
     p.add_argument("--plot", help="PNG of the gain against steps and CPU minutes")
     args = p.parse_args(argv)
+    runtime.init()
     results = {}
     for name, (lr, hr, kernel) in make_clips(args.clips, args.video).items():
         print(f"{name}: LR {lr[0].shape[1]}x{lr[0].shape[0]}, {len(lr)} frames", flush=True)

@@ -19,13 +19,13 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from jittor_sbvsr.runtime import device_name, jittor as _load_jittor  # noqa: E402
+from jittor_sbvsr.runtime import device_name, init  # noqa: E402
+
+jt = init()  # before the custom operator's module, which needs Jittor imported
 
 from cuda_ops.correlation_op import correlation as custom  # noqa: E402
 from cuda_ops.correlation_vectorized import correlation as vectorized  # noqa: E402
 from cuda_ops.geometry import CHANNELS  # noqa: E402
-
-jt = _load_jittor()
 
 
 def median_ms(run, repeats, warmup=3):

@@ -104,12 +104,11 @@ def pass_function(method, paths, weights):
                                  ["recons"].numpy()[0] for idx in windows])
         return run_pass
 
-    import jittor_sbvsr
-    from jittor_sbvsr import engine
+    from jittor_sbvsr import engine, runtime
     from jittor_sbvsr.models import PWC_Recons
     from jittor_sbvsr.weights import load_weights
 
-    jt = jittor_sbvsr.runtime.jittor()
+    jt = runtime.init()
     net = PWC_Recons()
     load_weights(net, weights)
 

@@ -13,12 +13,13 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import torch  # noqa: E402  (before Jittor, see tests/conftest.py)
 
 import jittor_sbvsr  # noqa: E402
+from jittor_sbvsr import runtime  # noqa: E402
 from jittor_sbvsr.models import PWC_Recons  # noqa: E402
 from jittor_sbvsr.state_dict import load_state_dict_strict  # noqa: E402
 from reference import torch_sbvsr as ref  # noqa: E402
 from side_by_side import interleaved_medians  # noqa: E402  (tools/, this script's folder)
 
-jt = jittor_sbvsr.runtime.jittor()
+jt = runtime.init()
 
 
 def main():

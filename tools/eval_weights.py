@@ -18,7 +18,7 @@ import sys
 
 import numpy as np
 
-from jittor_sbvsr import demo, metrics
+from jittor_sbvsr import demo, metrics, runtime
 from jittor_sbvsr.data.folders import video_frames
 from jittor_sbvsr.data.kernels import pad_kernel
 from jittor_sbvsr.video_io import InputError, read_image
@@ -86,6 +86,7 @@ def main(argv=None):
     missing = [s for s in args.sets if not os.path.isdir(s)]
     if missing:
         p.error(f"not found: {', '.join(missing)} (make them with tools/make_training_clips.py)")
+    runtime.init()
     try:
         results = evaluate(args.weights, args.sets)
     except InputError as err:
