@@ -12,31 +12,21 @@ for the current device after a one-time self-check and falls back to ``vectorize
 the cause, when that operator cannot be compiled or gives wrong results. A forced ``cuda``/``cpp`` never falls
 back: it fails when it does not match the device, and its compile errors are raised as they are.
 
-This package never imports Jittor itself: importing Jittor needs set-up that belongs to the program using it
-(``jittor_sbvsr.runtime.jittor()``: which CUDA toolkit, offline oneDNN, logging), so ``loaded_jittor()`` takes
-the Jittor that program imported. Importing ``cuda_ops`` imports no Jittor; ``cuda_ops.correlation_op``, which
-defines a ``jt.Function``, needs it imported first.
+This package never imports Jittor itself: it runs on the Jittor the program imported (``host.loaded_jittor``).
+Importing ``cuda_ops`` imports no Jittor; ``cuda_ops.correlation_op``, which defines a ``jt.Function``, needs it
+imported first.
 """
 import os
 import re
-import sys
 import warnings
 
 from .correlation_vectorized import correlation as _vectorized
+from .host import loaded_jittor
 
 ENV_VAR = "SBVSR_CORRELATION"
 CHOICES = ("auto", "cuda", "cpp", "vectorized")
 
 _chosen = {}  # (requested backend, running on CUDA) -> (backend name, function)
-
-
-def loaded_jittor():
-    """The Jittor module the running program has imported; RuntimeError when it has not imported it yet."""
-    jt = sys.modules.get("jittor")
-    if jt is None:
-        raise RuntimeError("cuda_ops runs on the Jittor the program imported, and Jittor is not imported yet "
-                           "(jittor_sbvsr.runtime.jittor() imports it)")
-    return jt
 
 
 def correlation(first, second):

@@ -3,13 +3,13 @@
 Forward and backward are each one ``jt.code`` operator compiled by Jittor's JIT on first use; it runs the CUDA
 kernels of ``correlation_cuda.cu`` when ``jt.flags.use_cuda`` is set and the C++ ones of ``correlation_cpu.cc``
 otherwise. Neither direction materialises the [B, 81, C, H, W] product the vectorised fallback needs.
-Importing it needs Jittor imported already (``cuda_ops.loaded_jittor``).
+Importing it needs Jittor imported already (``host.loaded_jittor``).
 """
 from pathlib import Path
 
 import numpy as np
 
-from . import loaded_jittor
+from .host import loaded_jittor
 from .geometry import CHANNELS, GRID, MAX_DISPLACEMENT
 
 jt = loaded_jittor()
