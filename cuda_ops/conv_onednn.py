@@ -8,6 +8,8 @@ import glob
 import os
 from pathlib import Path
 
+from .host import loaded_jittor
+
 PRECISIONS = ("fp32", "bf16")
 _SOURCE = (Path(__file__).resolve().parent / "conv_onednn.cc").read_text(encoding="utf-8")
 # (n, h, w, c, o, kh, kw, oh, ow) of conv_onednn.cc's forward, per layout
@@ -27,8 +29,7 @@ def onednn_home():
 
 def available():
     """Whether this operator can run now: on the CPU, with Jittor's oneDNN present."""
-    import jittor as jt
-
+    jt = loaded_jittor()
     return not jt.flags.use_cuda and bool(jt.compile_extern.use_mkl) and onednn_home() is not None
 
 
@@ -49,8 +50,7 @@ def conv2d(x, weight, bias, stride, padding, dilation, precision="fp32", relu=Fa
 
     Square strides, paddings and dilations only (``stride`` etc. may be pairs of equal values). ``precision``
     "bf16" converts source and weights to bfloat16 and accumulates in float32."""
-    import jittor as jt
-
+    jt = loaded_jittor()
     if precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r} (expected one of {', '.join(PRECISIONS)})")
     stride, padding, dilation = (_square(v, name) for v, name in ((stride, "stride"), (padding, "padding"),

@@ -16,16 +16,15 @@ from conftest import ROOT
 PACKAGES = ("jittor_sbvsr", "cuda_ops")
 # modules that must load without Jittor: the file readers, I/O, metrics, the commands' argument parsing, ...
 JITTOR_FREE = {
+    "cuda_ops", "cuda_ops.conv_onednn", "cuda_ops.correlation_vectorized", "cuda_ops.geometry", "cuda_ops.host",
     "jittor_sbvsr", "jittor_sbvsr.adapt", "jittor_sbvsr.api", "jittor_sbvsr.background", "jittor_sbvsr.checkpoint",
-    "jittor_sbvsr.config", "jittor_sbvsr.default_weights", "jittor_sbvsr.degrade", "jittor_sbvsr.demo",
-    "jittor_sbvsr.doctor", "jittor_sbvsr.errors", "jittor_sbvsr.ffmpeg", "jittor_sbvsr.files", "jittor_sbvsr.infer",
-    "jittor_sbvsr.interrupts", "jittor_sbvsr.metrics", "jittor_sbvsr.restricted_pickle", "jittor_sbvsr.resume",
-    "jittor_sbvsr.run_folder", "jittor_sbvsr.runtime", "jittor_sbvsr.state_dict", "jittor_sbvsr.train",
-    "jittor_sbvsr.video_io", "jittor_sbvsr.weights",
-    "jittor_sbvsr.data", "jittor_sbvsr.data.camera_clips", "jittor_sbvsr.data.folders", "jittor_sbvsr.data.imgproc",
-    "jittor_sbvsr.data.kernels", "jittor_sbvsr.trainer", "jittor_sbvsr.trainer.experiment",
-    "jittor_sbvsr.trainer.options",
-    "cuda_ops", "cuda_ops.correlation_vectorized", "cuda_ops.geometry", "cuda_ops.host",
+    "jittor_sbvsr.config", "jittor_sbvsr.data", "jittor_sbvsr.data.camera_clips", "jittor_sbvsr.data.folders",
+    "jittor_sbvsr.data.imgproc", "jittor_sbvsr.data.kernels", "jittor_sbvsr.default_weights", "jittor_sbvsr.degrade",
+    "jittor_sbvsr.demo", "jittor_sbvsr.doctor", "jittor_sbvsr.errors", "jittor_sbvsr.ffmpeg", "jittor_sbvsr.files",
+    "jittor_sbvsr.infer", "jittor_sbvsr.interrupts", "jittor_sbvsr.metrics", "jittor_sbvsr.ranks",
+    "jittor_sbvsr.restricted_pickle", "jittor_sbvsr.resume", "jittor_sbvsr.run_folder", "jittor_sbvsr.runtime",
+    "jittor_sbvsr.state_dict", "jittor_sbvsr.train", "jittor_sbvsr.trainer", "jittor_sbvsr.trainer.experiment",
+    "jittor_sbvsr.trainer.options", "jittor_sbvsr.video_io", "jittor_sbvsr.weights",
 }
 # command modules: nothing imports them, except adapt, which ends by running infer
 COMMANDS = {"jittor_sbvsr.adapt", "jittor_sbvsr.doctor", "jittor_sbvsr.infer", "jittor_sbvsr.train"}

@@ -167,7 +167,7 @@ def main():
     from jittor_sbvsr import runtime
     from jittor_sbvsr.config import ModelConfig
 
-    jt = runtime.jittor()
+    jt = runtime.init()
     print(runtime.report())
     home = onednn_home()
     shapes = conv_shapes(h, w)
