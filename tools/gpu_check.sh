@@ -58,8 +58,8 @@ patch_for_cuda13() {
 
 warm_up() {  # Jittor may exit 0 after rebuilding jit_utils without running anything: retry until it computes
     for _ in 1 2 3; do
-        if "$PY" -c "import jittor_sbvsr as s; jt = s.runtime.jittor(); assert jt.flags.use_cuda, 'not on CUDA'
-assert (jt.ones(3) * 2).sum().item() == 6; print('jittor ready:', s.report())" | grep "jittor ready"; then
+        if "$PY" -c "from jittor_sbvsr import runtime; jt = runtime.init(); assert jt.flags.use_cuda, 'not on CUDA'
+assert (jt.ones(3) * 2).sum().item() == 6; print('jittor ready:', runtime.report())" | grep "jittor ready"; then
             return 0
         fi
     done
