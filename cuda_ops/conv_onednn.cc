@@ -1,11 +1,11 @@
-// Convolution through oneDNN with a cached primitive, for CPU inference in bfloat16 (conv_onednn.py).
+// Channels-last convolution through oneDNN with a cached primitive, for CPU inference (conv_onednn.py).
 //
-// Jittor 1.3.11 runs float32 convolutions through oneDNN but has no bf16 path. Here the primitive for a
-// shape is created once and kept; the source and destination stay in the caller's layout (NHWC, which this
-// project's CPU inference keeps between the layers of a stack, or NCHW); the weights (small next to the
-// activations) are reordered on each call into the layout and type the primitive prefers. In bf16 mode the
-// source is converted to bfloat16 and the convolution accumulates and writes float32, so the layers around
-// it are unchanged. (In fp32 mode it matches Jittor's own NHWC convolution exactly, at the same speed.)
+// The primitive for a shape is created once and kept; source and destination stay NHWC (the layout this
+// project's CPU inference keeps between the layers of a stack); the weights (small next to the activations)
+// are reordered on each call into the layout and type the primitive prefers; a ReLU can be fused. In bf16
+// mode the source is converted to bfloat16 and the convolution accumulates and writes float32, so the
+// layers around it are unchanged (Jittor 1.3.11 has no bf16 convolution on the CPU). In fp32 mode it
+// computes what Jittor's own convolution does, to float rounding.
 
 #include <cstring>
 #include <memory>
@@ -32,12 +32,12 @@ inline dnnl::engine& engine() {
 // The cached convolution of one shape and mode. Shapes: source N x C x H x W, weights O x C x KH x KW,
 // destination N x O x OH x OW (NHWC in memory), symmetric padding, stride, dilation (PyTorch's convention).
 inline Conv& get(int n, int c, int h, int w, int o, int kh, int kw, int oh, int ow, int stride, int pad,
-                 int dilation, bool bf16, bool relu, bool nchw) {
+                 int dilation, bool bf16, bool relu) {
     using namespace dnnl;
     static std::unordered_map<std::string, std::unique_ptr<Conv>> cache;
     static std::mutex lock;
     std::string key;
-    for (int v : {n, c, h, w, o, kh, kw, oh, ow, stride, pad, dilation, int(bf16), int(relu), int(nchw)})
+    for (int v : {n, c, h, w, o, kh, kw, oh, ow, stride, pad, dilation, int(bf16), int(relu)})
         key += std::to_string(v) + ",";
     std::lock_guard<std::mutex> guard(lock);
     auto found = cache.find(key);
@@ -45,11 +45,11 @@ inline Conv& get(int n, int c, int h, int w, int o, int kh, int kw, int oh, int 
 
     const auto low = bf16 ? memory::data_type::bf16 : memory::data_type::f32;
     const auto f32 = memory::data_type::f32;
-    const auto layout = nchw ? memory::format_tag::nchw : memory::format_tag::nhwc;
-    auto src_md = memory::desc({n, c, h, w}, low, layout);
+    const auto nhwc = memory::format_tag::nhwc;
+    auto src_md = memory::desc({n, c, h, w}, low, nhwc);
     auto wei_md = memory::desc({o, c, kh, kw}, low, memory::format_tag::any);
     auto bias_md = memory::desc({o}, f32, memory::format_tag::x);
-    auto dst_md = memory::desc({n, o, oh, ow}, f32, layout);
+    auto dst_md = memory::desc({n, o, oh, ow}, f32, nhwc);
     auto desc = convolution_forward::desc(prop_kind::forward_inference, algorithm::convolution_direct, src_md,
                                           wei_md, bias_md, dst_md, {stride, stride}, {dilation - 1, dilation - 1},
                                           {pad, pad}, {pad, pad});
@@ -66,20 +66,19 @@ inline Conv& get(int n, int c, int h, int w, int o, int kh, int kw, int oh, int 
     return *cache.emplace(key, std::move(conv)).first->second;
 }
 
-// out = conv(x, weight[o, c, kh, kw]) + bias[o] (then ReLU when ``relu``), x [n, h, w, c] -> out [n, oh, ow, o]
-// (or x [n, c, h, w] -> out [n, o, oh, ow] when ``nchw``).
+// out[n, oh, ow, o] = conv(x[n, h, w, c], weight[o, c, kh, kw]) + bias[o] (then ReLU when ``relu``).
 inline void forward(const float* x, const float* weight, const float* bias, float* out, int n, int h, int w, int c,
                     int o, int kh, int kw, int oh, int ow, int stride, int pad, int dilation, bool bf16,
-                    bool relu, bool nchw) {
+                    bool relu) {
     using namespace dnnl;
-    Conv& conv = get(n, c, h, w, o, kh, kw, oh, ow, stride, pad, dilation, bf16, relu, nchw);
+    Conv& conv = get(n, c, h, w, o, kh, kw, oh, ow, stride, pad, dilation, bf16, relu);
     stream strm(engine());
     const auto f32 = memory::data_type::f32;
-    const auto layout = nchw ? memory::format_tag::nchw : memory::format_tag::nhwc;
-    memory src({{n, c, h, w}, f32, layout}, engine(), const_cast<float*>(x));
+    const auto nhwc = memory::format_tag::nhwc;
+    memory src({{n, c, h, w}, f32, nhwc}, engine(), const_cast<float*>(x));
     memory user_weights({{o, c, kh, kw}, f32, memory::format_tag::oihw}, engine(), const_cast<float*>(weight));
     memory bias_mem({{o}, f32, memory::format_tag::x}, engine(), const_cast<float*>(bias));
-    memory dst({{n, o, oh, ow}, f32, layout}, engine(), out);
+    memory dst({{n, o, oh, ow}, f32, nhwc}, engine(), out);
     reorder(user_weights, conv.weights).execute(strm, user_weights, conv.weights);
     memory conv_src = src;
     if (bf16) {

@@ -1,24 +1,24 @@
-"""2-D convolution on the CPU through oneDNN directly (``conv_onednn.cc``), fp32 or bf16, NHWC or NCHW.
+"""Channels-last 2-D convolution on the CPU through oneDNN directly (``conv_onednn.cc``), fp32 or bf16.
 
-One ``jt.code`` operator per (precision, ReLU, layout) variant, compiled on first use against the oneDNN that Jittor
+One ``jt.code`` operator per (precision, ReLU) variant, compiled on first use against the oneDNN that Jittor
 itself installed and links (``<Jittor home>/.cache/jittor/mkl/dnnl*``); shapes are read at run time, so one
 compiled operator serves every layer. Inference only: the operator has no backward.
 """
 import glob
 import os
+from functools import lru_cache
 from pathlib import Path
 
 from .host import loaded_jittor
 
 PRECISIONS = ("fp32", "bf16")
 _SOURCE = (Path(__file__).resolve().parent / "conv_onednn.cc").read_text(encoding="utf-8")
-# (n, h, w, c, o, kh, kw, oh, ow) of conv_onednn.cc's forward, per layout
-_SHAPES = {"nhwc": "in0_shape0, in0_shape1, in0_shape2, in0_shape3, in1_shape0, in1_shape2, in1_shape3, "
-                   "out0_shape1, out0_shape2",
-           "nchw": "in0_shape0, in0_shape2, in0_shape3, in0_shape1, in1_shape0, in1_shape2, in1_shape3, "
-                   "out0_shape2, out0_shape3"}
+# (n, h, w, c, o, kh, kw, oh, ow) of conv_onednn.cc's forward
+_SHAPES = ("in0_shape0, in0_shape1, in0_shape2, in0_shape3, in1_shape0, in1_shape2, in1_shape3, "
+           "out0_shape1, out0_shape2")
 
 
+@lru_cache(maxsize=None)
 def onednn_home():
     """The folder of the oneDNN Jittor installed (``include/``, ``lib/``), or None."""
     import jittor_utils
@@ -44,9 +44,8 @@ def bf16_support():
     return "native" if "avx512_bf16" in flags else "emulated" if "avx512bw" in flags else "none"
 
 
-def conv2d(x, weight, bias, stride, padding, dilation, precision="fp32", relu=False, layout="nhwc"):
-    """x [N, H, W, C] conv weight [O, C, kh, kw] (+ bias [O]) -> [N, oh, ow, O] float32, then ReLU if ``relu``
-    (``layout`` "nchw": x [N, C, H, W] -> [N, O, oh, ow]).
+def conv2d(x, weight, bias, stride, padding, dilation, precision="fp32", relu=False):
+    """x [N, H, W, C] conv weight [O, C, kh, kw] (+ bias [O]) -> [N, oh, ow, O] float32, then ReLU if ``relu``.
 
     Square strides, paddings and dilations only (``stride`` etc. may be pairs of equal values). ``precision``
     "bf16" converts source and weights to bfloat16 and accumulates in float32."""
@@ -55,16 +54,16 @@ def conv2d(x, weight, bias, stride, padding, dilation, precision="fp32", relu=Fa
         raise ValueError(f"unknown precision {precision!r} (expected one of {', '.join(PRECISIONS)})")
     stride, padding, dilation = (_square(v, name) for v, name in ((stride, "stride"), (padding, "padding"),
                                                                   (dilation, "dilation")))
-    n, h, w = (x.shape[0], x.shape[1], x.shape[2]) if layout == "nhwc" else (x.shape[0], x.shape[2], x.shape[3])
+    n, h, w, _ = x.shape
     o, _, kh, kw = weight.shape
     oh = (h + 2 * padding - dilation * (kh - 1) - 1) // stride + 1
     ow = (w + 2 * padding - dilation * (kw - 1) - 1) // stride + 1
     if bias is None:
         bias = jt.zeros((o,), "float32")
     home = onednn_home()
-    src = (f"sbvsr_onednn::forward(in0_p, in1_p, in2_p, out0_p, {_SHAPES[layout]}, {stride}, {padding}, "
-           f"{dilation}, {str(precision == 'bf16').lower()}, {str(relu).lower()}, {str(layout == 'nchw').lower()});")
-    out = jt.code((n, oh, ow, o) if layout == "nhwc" else (n, o, oh, ow), "float32", [x.float32(), weight.float32(), bias.float32()], cpu_header=_SOURCE,
+    src = (f"sbvsr_onednn::forward(in0_p, in1_p, in2_p, out0_p, {_SHAPES}, {stride}, {padding}, {dilation}, "
+           f"{str(precision == 'bf16').lower()}, {str(relu).lower()});")
+    out = jt.code((n, oh, ow, o), "float32", [x.float32(), weight.float32(), bias.float32()], cpu_header=_SOURCE,
                   cpu_src=src)
     inc, lib = os.path.join(home, "include"), os.path.join(home, "lib")
     out.compile_options = {f'FLAGS: -I"{inc}" -L"{lib}" -lmkldnn -Wl,-rpath,"{lib}" ': 1}

@@ -8,6 +8,8 @@ super-resolved, without border (``frames - 4`` windows), by
 
 * cached: ``jittor_sbvsr.engine.WindowEngine`` as ``infer`` runs it: every frame decoded once, its features
   and pyramid computed once, no KernelNet (no --save-kernel);
+* jittor-conv: the same with the channels-last stacks' convolutions left to Jittor (as before the oneDNN
+  operator of ``cuda_ops/conv_onednn``; switched off in that process only), to measure what the operator gains;
 * bf16:   the same with ``--precision bf16`` (convolutions in bfloat16 through oneDNN, float32 accumulation;
   its outputs are compared with cached's: largest difference and PSNR of one against the other);
 * naive:  what upstream does per window: decode the window's 5 PNGs, run ``net({'x': window, 'mode':
@@ -41,7 +43,7 @@ import time
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-METHODS = ("cached", "bf16", "naive", "upstream", "torch")
+METHODS = ("cached", "jittor-conv", "bf16", "naive", "upstream", "torch")
 TAG = "@@bench "  # prefix of protocol lines on the child's stdout (Jittor may print there too)
 
 
@@ -133,12 +135,17 @@ def pass_function(method, paths, weights):
             jt.sync([recons, kernel])
             return recons.numpy()[0]
 
+    if method == "jittor-conv":
+        from jittor_sbvsr.models import channels_last
+
+        channels_last._direct = lambda: False
+
     def run_cached():
         outs = engine.WindowEngine(net, precision="bf16" if method == "bf16" else "fp32").restore_clip(n, decode)
         jt.sync_all(True)
         return np.stack(outs)
 
-    per_window = {"naive": naive_window, "upstream": upstream_window}.get(method)  # cached, bf16: the engine
+    per_window = {"naive": naive_window, "upstream": upstream_window}.get(method)  # others: the engine
     return (lambda: np.stack([per_window(idx) for idx in windows])) if per_window else run_cached
 
 
@@ -207,11 +214,16 @@ def report(h, w, args, times, peak, outputs):
     fps = {m: windows / statistics.median(wall for wall, _ in t) for m, t in times.items()}
     cpu = {m: statistics.median(c for _, c in t) / windows for m, t in times.items()}
     for m in times:
-        ratio = "".join(f", {fps[m] / fps[base]:.2f}x {base}" for base in ("cached", "naive", "upstream", "torch")
+        ratio = "".join(f", {fps[m] / fps[base]:.2f}x {base}" for base in ("jittor-conv", "cached", "naive",
+                                                                           "upstream", "torch")
                         if base in fps and base != m)
         ratio = f" ({ratio[2:]})" if ratio else ""
-        print(f"  {m:8s} {fps[m]:6.3f} frames/s{ratio}, {cpu[m]:6.2f} CPU s/frame, peak RSS {peak[m]:5.0f} MiB; "
+        print(f"  {m:11s} {fps[m]:6.3f} frames/s{ratio}, {cpu[m]:6.2f} CPU s/frame, peak RSS {peak[m]:5.0f} MiB; "
               f"pass wall times {', '.join(f'{wall:.1f}' for wall, _ in times[m])} s")
+    if "cached" in outputs and "jittor-conv" in outputs:
+        a, b = (np.round(np.clip(outputs[m], 0, 1) * 255) for m in ("cached", "jittor-conv"))
+        print(f"  cached vs jittor-conv: max |diff| {np.abs(outputs['cached'] - outputs['jittor-conv']).max():.2e}, "
+              f"values within 1 grey level {100 * np.mean(np.abs(a - b) <= 1):.4f} %")
     for other in ("naive", "upstream"):
         if "cached" in outputs and other in outputs:
             print(f"  cached == {other} exactly: {bool(np.array_equal(outputs['cached'], outputs[other]))}")

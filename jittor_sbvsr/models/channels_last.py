@@ -1,16 +1,15 @@
 """Channels-last (NHWC) execution of convolution stacks for CPU inference.
 
 Jittor 1.3.11 hands an NCHW convolution to oneDNN, which computes it in NHWC: every call converts the input
-to NHWC and the output back (for a 128-channel 68x160 map, 0.7 ms + 3.3 ms around an 8 ms convolution).
-Written as a reindex over NHWC tensors, the same convolution reaches oneDNN already in its layout, so
-``apply`` runs a stack of this module's layers on NHWC tensors and converts only at its two ends. Measured
-on 2 CPU cores at 68x160: the 20-ResBlock trunk takes 0.52 s NCHW and 0.34 s NHWC, a window's whole
-reconstruction 1.39 s and 1.04 s.
+to NHWC and the output back. ``apply`` runs a stack of this module's layers on NHWC tensors and converts
+only at its two ends. Inside it, convolutions go straight to oneDNN (``cuda_ops.conv_onednn``: primitive
+cached per shape, ReLU fused, fp32 or bf16 as ``precision`` says) when Jittor's oneDNN is installed, else
+they are written as a reindex over NHWC tensors, which Jittor hands to oneDNN in that layout.
+``tools/bench_peak.py`` measures both against oneDNN reached directly.
 
 Only CPU inference uses it (``wanted``, after ``runtime.inference_layout``): Jittor does not map the backward
-of the NHWC form to oneDNN's backward primitives (forward + backward of 4 ResBlocks at 32x32 took 1.9x as
-long), and on CUDA the NCHW cuDNN path is the one Jittor is built around. Results agree with the NCHW layers
-to float32 rounding (about 1e-6 relative after 40 convolutions).
+of the NHWC form to oneDNN's backward primitives (forward + backward is slower), and on CUDA the NCHW cuDNN
+path is the one Jittor is built around. Results agree with the NCHW layers to float32 rounding (fp32).
 """
 import contextlib
 
@@ -21,6 +20,13 @@ nn = jt.nn
 
 _active = False  # True while ``apply`` builds the graph of a channels-last stack
 _precision = "fp32"  # of the convolutions inside ``apply``; set by ``precision``
+
+
+def _direct():
+    """Whether convolutions inside ``apply`` can go straight to oneDNN (``cuda_ops.conv_onednn``)."""
+    from cuda_ops import conv_onednn
+
+    return conv_onednn.available()
 
 
 def wanted():
@@ -46,8 +52,8 @@ def apply(layers, x):
 
 @contextlib.contextmanager
 def precision(name):
-    """Within this block channels-last stacks convolve in ``name``: "fp32" (Jittor's own convolution) or
-    "bf16" (oneDNN directly, bfloat16 inputs and weights, float32 accumulation and outputs; CPU only)."""
+    """Within this block channels-last stacks convolve in ``name``: "fp32" or "bf16" (bfloat16 inputs and
+    weights, float32 accumulation and outputs; CPU inference through oneDNN only)."""
     global _precision
     from cuda_ops.conv_onednn import PRECISIONS
 
@@ -79,16 +85,19 @@ def conv2d_nhwc(x, weight, bias, stride, padding, dilation):
 
 class Conv2d(nn.Conv2d):
     """``nn.Conv2d`` (same parameters and state-dict keys) that takes NHWC tensors inside ``apply`` and, inside
-    ``precision("bf16")``, convolves in bfloat16 through oneDNN (either layout)."""
+    ``precision("bf16")``, convolves in bfloat16 through oneDNN."""
 
     def execute(self, x, relu=False):
-        """The convolution of x, then a ReLU when ``relu`` (fused into the convolution in bf16)."""
-        if _precision != "fp32":  # set only around inference (``precision``)
+        """The convolution of x, then a ReLU when ``relu``: straight through oneDNN inside ``apply`` when it is
+        installed (ReLU fused), else Jittor's convolution. bf16 (``precision``) exists only on the first path."""
+        if _active and _direct():
             from cuda_ops import conv_onednn
 
-            assert self.groups == 1, "reduced-precision Conv2d supports groups=1 only"
+            assert self.groups == 1, "channels-last Conv2d supports groups=1 only"
             return conv_onednn.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation,
-                                      _precision, relu, layout="nhwc" if _active else "nchw")
+                                      _precision, relu)
+        if _precision != "fp32":
+            raise RuntimeError(f"{_precision} convolutions run only in CPU inference with Jittor's oneDNN")
         if not _active:
             y = super().execute(x)
         else:
