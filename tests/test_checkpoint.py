@@ -16,6 +16,7 @@ import torch
 
 from conftest import ROOT
 from jittor_sbvsr.checkpoint import (CheckpointError, detect_format, load_checkpoint, read_state_dict)
+from jittor_sbvsr.files import PARTIAL
 from jittor_sbvsr.weights import (PWC_PREFIX, check_state, detect_kind, pwc_module_to_net_naming,
                                   pwc_net_to_module_naming, read_weights, reference_shapes)
 
@@ -87,7 +88,8 @@ def assert_one_line_error(proc, path):
 
 
 def leftovers(folder):
-    return sorted(n for n in os.listdir(folder) if n.endswith(".tmp"))
+    """Temporary files left in ``folder`` (``files.temp_name``'s ``.partial-`` names, or ``.tmp``)."""
+    return sorted(n for n in os.listdir(folder) if n.endswith(".tmp") or PARTIAL in n)
 
 
 # ------------------------------------------------------------------------------------------------ key table

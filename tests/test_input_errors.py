@@ -237,10 +237,11 @@ def _train_refusals(tmp_path):
     no_model = tmp_path / "no_model"
     (no_model / "model").mkdir(parents=True)
     (no_model / "config.json").write_text("{}")
-    from jittor_sbvsr.trainer.experiment import CHECKPOINT_FORMAT, atomic_write
+    from jittor_sbvsr.files import write_bytes
+    from jittor_sbvsr.trainer.experiment import CHECKPOINT_FORMAT
 
     import pickle
-    atomic_write(str(no_model / "model" / "model_latest.pkl"), pickle.dumps(
+    write_bytes(str(no_model / "model" / "model_latest.pkl"), pickle.dumps(
         {"format": CHECKPOINT_FORMAT, "optimizer": {}, "epoch": 1, "history": [], "rng": {}}))
     cases["checkpoint without model"] = (["--resume", str(no_model)], "training checkpoint without model")
     mixed = write_train_set(str(tmp_path / "mixed"), n_videos=1, n_frames=5, h=64, w=64)
