@@ -5,6 +5,7 @@ import numpy as np
 
 from ..config import ModelConfig
 from ..losses import LOSS_WEIGHTS, train_loss
+from ..metrics import psnr
 from ..runtime import is_out_of_memory, jittor
 from .experiment import TrainingError
 
@@ -44,13 +45,13 @@ def accumulation_weights(n_samples, batch_size, accumulate):
 
 
 def calc_psnr(a, b, shave=4):
-    """Upstream calc_psnr: crop ``shave`` pixels from each border of [..., H, W] arrays in [0, 1], MSE over
-    everything (float64, no clamping), 100 when equal."""
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    """Upstream's training calc_psnr: ``metrics.psnr`` with peak 1 on the raw float outputs, not on uint8
+    images as ``infer`` scores them: [..., H, W] arrays in [0, 1] (no rounding, no clamping), ``shave`` pixels
+    cropped from each border, 100 instead of infinity when equal."""
     if shave:
         a, b = a[..., shave:-shave, shave:-shave], b[..., shave:-shave, shave:-shave]
-    mse = np.mean((a - b) ** 2)
-    return 100.0 if mse == 0 else float(20 * np.log10(1.0 / np.sqrt(mse)))
+    value = psnr(a, b, peak=1.0)
+    return 100.0 if value == float("inf") else value
 
 
 def bicubic_psnr(lr_centre, gt):
