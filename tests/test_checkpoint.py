@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import ROOT
+from conftest import ROOT, load_tool
 from jittor_sbvsr.checkpoint import (CheckpointError, detect_format, load_checkpoint, read_state_dict)
 from jittor_sbvsr.files import PARTIAL
 from jittor_sbvsr.weights import (PWC_PREFIX, check_state, detect_kind, pwc_module_to_net_naming,
@@ -518,11 +518,7 @@ def test_convert_errors_on_bad_inputs(tmp_path, files):
 
 def test_convert_interrupted_write_leaves_nothing(tmp_path, files, monkeypatch):
     """An exception while writing (disk full, Ctrl-C) removes the temporary file and never creates OUT."""
-    sys.path.insert(0, os.path.join(ROOT, "tools"))
-    try:
-        import convert_weights as cw
-    finally:
-        sys.path.pop(0)
+    cw = load_tool("convert_weights")
 
     def boom(*a, **k):
         raise KeyboardInterrupt

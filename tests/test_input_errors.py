@@ -13,15 +13,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import ROOT
+from conftest import ROOT, load_tool
 from infer_support import pan_clip, run_cli, tiny, write_frames, write_png16  # noqa: F401 (tiny is a fixture)
 from jittor_sbvsr import engine, infer, run_folder, video_io
 from jittor_sbvsr.data.train_set import BlurDownTrainSet
 from synthetic_data import write_train_set
 from test_train import TINY_CLI, error_line
 
-sys.path.insert(0, os.path.join(ROOT, "tools"))
-import make_blurdown_dataset  # noqa: E402
+make_blurdown_dataset = load_tool("make_blurdown_dataset")
 
 
 def png_chunk(kind, data):

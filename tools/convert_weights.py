@@ -27,14 +27,9 @@ import sys
 import time
 from collections import Counter, OrderedDict
 
-try:
-    import jittor_sbvsr  # noqa: F401  (installed, or run from the repository)
-except ImportError:
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from jittor_sbvsr.checkpoint import FORMAT_NAMES, CheckpointError  # noqa: E402
-from jittor_sbvsr.files import dump_atomic  # noqa: E402
-from jittor_sbvsr.weights import check_state, read_weights, reference_shapes  # noqa: E402
+from jittor_sbvsr.checkpoint import FORMAT_NAMES, CheckpointError
+from jittor_sbvsr.files import dump_atomic
+from jittor_sbvsr.weights import check_state, read_weights, reference_shapes
 
 PROG = "convert_weights"
 OUTPUT_FORMAT_VERSION = 1
