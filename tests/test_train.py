@@ -160,8 +160,8 @@ def test_out_of_memory_names_the_options_to_lower(tmp_path, monkeypatch):
         raise RuntimeError("[f 1126 ...] CUDA error: out of memory")
 
     monkeypatch.setattr(loop, "train_step", fail)
-    from jittor_sbvsr.train import build_data
-    trainer = Trainer(args, PWC_Recons(**TINY), None, build_data(args)[0], None, None)
+    from jittor_sbvsr.train import build_data, train_config
+    trainer = Trainer(train_config(args), PWC_Recons(**TINY), None, build_data(args)[0], None, None)
     with pytest.raises(TrainingError, match=r"out of memory at --batch-size 2 .*raise --accumulate .* = 8"):
         trainer.train_epoch(1)
 
