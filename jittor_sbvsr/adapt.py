@@ -153,7 +153,7 @@ class Run:
 
         self.args = args
         runtime.init("cpu" if args.cpu else "auto")
-        self.model_path = resolve_model(argparse.Namespace(model=args.model, preset=None))
+        self.model_path = resolve_model(args.model)
         args.model = self.model_path
         self.adapted_path = os.path.join(args.output, "model", "adapted.pkl")
         for written in (self.adapted_path, os.path.join(args.output, "model", "model_latest.pkl")):

@@ -250,7 +250,8 @@ def _main(args, model):
             if group.size > 1 and len(videos) == 1 and args.save_video and not args.save_images:
                 raise InputError(videos[0].path, "--save-video of one video shared by several processes is encoded "
                                                  "from the PNGs: drop --no-images")
-            model_path = None if model is not None else resolve_model(args, allow_untrained=args.demo)
+            model_path = None if model is not None else resolve_model(args.model, args.preset,
+                                                                      allow_untrained=args.demo)
             if not args.demo:
                 inputs = [args.input] + ([args.gt] if args.gt else [])
                 claimed = cleanup.enter_context(contextlib.closing(claim_run_dir(args, inputs, group)))
