@@ -29,7 +29,7 @@ import time
 
 from .checkpoint import CheckpointError
 from .trainer.experiment import Experiment, ExperimentError
-from .files import write_atomic
+from .files import write_bytes
 from .video_io import InputError
 
 PROG = "adapt"
@@ -153,7 +153,7 @@ class Run:
 
         self.args = args
         runtime.init("cpu" if args.cpu else "auto")
-        self.model_path = resolve_model(argparse.Namespace(model=args.model, preset=None))
+        self.model_path = resolve_model(args.model)
         args.model = self.model_path
         self.adapted_path = os.path.join(args.output, "model", "adapted.pkl")
         for written in (self.adapted_path, os.path.join(args.output, "model", "model_latest.pkl")):
@@ -296,13 +296,7 @@ class Run:
                    "kept": "adapted" if keep else "start", "steps": a.steps, "train_seconds": round(a.seconds, 3),
                    "held_out_separate": self.windows.separate, "held_out_before": self.before,
                    "held_out_after": after if after and all(map(math.isfinite, after.values())) else None}
-        text = json.dumps(summary, indent=2) + "\n"
-
-        def write(tmp):
-            with open(tmp, "w", encoding="utf-8") as f:
-                f.write(text)
-
-        write_atomic(os.path.join(self.exp.path, "summary.json"), write)
+        write_bytes(os.path.join(self.exp.path, "summary.json"), (json.dumps(summary, indent=2) + "\n").encode("utf-8"))
         self.exp.log(f"adapted weights: {self.adapted_path} ({'adapted' if keep else 'the starting ones'})")
         return summary
 

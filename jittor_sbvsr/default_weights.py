@@ -27,21 +27,21 @@ def default_model_paths(checkpoint=DEFAULT_CHECKPOINT):
     return [os.path.join(MODEL_DIR, checkpoint + ext) for ext in (".pkl", ".pt")]
 
 
-def resolve_model(args, allow_untrained=False):
-    """The weights file to load: ``--model``; else upstream's default .pkl/.pt; else (not for presets, which
-    reproduce upstream's numbers) the shipped demo weights; else None (seeded untrained network) when
-    ``allow_untrained``."""
-    if args.model:
-        candidates = [args.model]
-    elif args.preset:
-        candidates = default_model_paths(PRESETS[args.preset][1])
+def resolve_model(model=None, preset=None, allow_untrained=False):
+    """The weights file to load: ``model`` (``--model``); else upstream's .pkl/.pt of ``preset``'s checkpoint
+    or the default one; else (not for presets, which reproduce upstream's numbers) the shipped demo weights;
+    else None (seeded untrained network) when ``allow_untrained``."""
+    if model:
+        candidates = [model]
+    elif preset:
+        candidates = default_model_paths(PRESETS[preset][1])
     else:
         candidates = default_model_paths() + [DEMO_WEIGHTS]
     found = next((p for p in candidates if os.path.isfile(p)), None)
-    if found or (allow_untrained and not args.model):
+    if found or (allow_untrained and not model):
         return found
-    if args.model and os.path.isdir(args.model):
-        raise InputError(args.model, "is a folder; --model takes a weights file")
+    if model and os.path.isdir(model):
+        raise InputError(model, "is a folder; --model takes a weights file")
     stem = os.path.splitext(candidates[0])[0]
     nor = f" (nor {', '.join(candidates[1:])})" if len(candidates) > 1 else ""
     raise InputError(candidates[0], f"model file not found{nor}. Put the upstream checkpoint at {stem}.pt (it loads "

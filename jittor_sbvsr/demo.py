@@ -45,19 +45,21 @@ def bicubic(lr, scale=SCALE):
 
 
 class Demo:
-    """Writes the clip under ``<run_dir>/clip/{lr,hr}/astronaut/`` and points the run's input and GT at it."""
+    """The demo clip and what ``infer --demo`` logs about it."""
 
-    def __init__(self, args, run_dir):
-        self.args = args
+    def __init__(self):
         self.hr, self.lr = make_clip()
         self.stems = [f"{i:08d}" for i in range(N_FRAMES)]
-        for kind, frames in (("lr", self.lr), ("hr", self.hr)):
-            folder = os.path.join(run_dir, "clip", kind, VIDEO)
-            os.makedirs(folder, exist_ok=True)
+        self.missing = None
+
+    def write(self, run_dir):
+        """Write the clip under ``<run_dir>/clip/{lr,hr}/astronaut/``; returns (input, GT) dataset folders."""
+        folders = tuple(os.path.join(run_dir, "clip", kind) for kind in ("lr", "hr"))
+        for folder, frames in zip(folders, (self.lr, self.hr)):
+            os.makedirs(os.path.join(folder, VIDEO), exist_ok=True)
             for stem, img in zip(self.stems, frames):
-                write_png(os.path.join(folder, stem + ".png"), img)
-        args.input = os.path.join(run_dir, "clip", "lr")
-        args.gt = os.path.join(run_dir, "clip", "hr")
+                write_png(os.path.join(folder, VIDEO, stem + ".png"), img)
+        return folders
 
     def first_line(self, log, weights, missing):
         """``weights``: which weights run; ``missing``: the weight files looked for in vain (the network is
@@ -68,9 +70,9 @@ class Demo:
         log(f"demo: {N_FRAMES}-frame pan over skimage's astronaut photo, LR {self.lr[0].shape[1]}x"
             f"{self.lr[0].shape[0]} (Gaussian blur sigma {TEST_SIGMA}, x{SCALE} decimation), with {what}")
 
-    def report(self, log, results):
-        """Log SR vs bicubic PSNR/SSIM on the frames the run restored, then the closing line with the gain."""
-        space = "y" if self.args.y_channel else "rgb"
+    def report(self, log, results, space):
+        """Log SR vs bicubic PSNR/SSIM (``space``: "rgb" or "y") on the frames the run restored, then the closing
+        line with the gain."""
         index = {s: i for i, s in enumerate(self.stems)}
         frames = [index[r.frame] for r in results]
         sr = [(r.psnr, r.ssim) for r in results]

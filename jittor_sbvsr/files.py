@@ -9,6 +9,7 @@ without a name, as ``write()`` and ``flush()`` errors otherwise are), so that ev
 ``<path>: <reason>`` in one line.
 """
 import contextlib
+import errno
 import os
 import uuid
 
@@ -31,19 +32,53 @@ def errors_name(path):
         raise OSError(e.errno, e.strerror or str(e), os.fspath(path)) from e
 
 
-def write_atomic(path, write):
-    """Call ``write(tmp)`` on a temporary name in ``path``'s folder, then ``os.replace`` it onto ``path``, so an
+def write_atomic(path, write, overwrite=True):
+    """Call ``write(tmp)`` on a temporary name in ``path``'s folder, then move it onto ``path``, so an
     interrupted run never leaves a truncated file (the temporary is removed on any exception, Ctrl-C and
-    SIGTERM included)."""
+    SIGTERM included). ``overwrite=False`` never replaces an existing ``path``, not even one that appeared
+    while writing: the move is then a hard link, and an existing file raises FileExistsError."""
     tmp = temp_name(path)
     try:
         with errors_name(path):
             write(tmp)
-            os.replace(tmp, path)
-    except BaseException:
+            if overwrite:
+                os.replace(tmp, path)
+            else:
+                _link_new(tmp, path)
+    finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def _link_new(tmp, path):
+    """Give ``tmp``'s file the name ``path`` unless that name exists (FileExistsError)."""
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
         raise
+    except OSError:  # a file system without hard links: check, then rename
+        if os.path.lexists(path):
+            raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), os.fspath(path)) from None
+        os.replace(tmp, path)
+
+
+def dump_atomic(path, dump, fsync=False, overwrite=True):
+    """``write_atomic`` through an open binary file: ``dump(f)`` writes the contents (the file is created with
+    the permissions the umask gives any new file). ``fsync=True`` forces the data to disk before the rename, so
+    that a crash never leaves ``path`` naming incomplete data (checkpoints, converted weights)."""
+    def write(tmp):
+        with open(tmp, "wb") as f:
+            dump(f)
+            if fsync:
+                f.flush()
+                os.fsync(f.fileno())
+
+    write_atomic(path, write, overwrite)
+
+
+def write_bytes(path, data, fsync=False):
+    """``dump_atomic`` of a bytes object (text: encode it first)."""
+    dump_atomic(path, lambda f: f.write(data), fsync)
 
 
 class AppendFile:

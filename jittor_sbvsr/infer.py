@@ -7,32 +7,29 @@ PSNR/SSIM on uint8 RGB with a 4-pixel border crop, per-video and pooled averages
 PyTorch checkpoint loads without PyTorch; every frame's features are computed once (``engine``); timings
 are synchronised and taken after a warm-up; a CSV, a JSON summary, optional video/kernels/Y-channel
 metrics/tiling; errors are one line ``infer: error: <path>: <problem>`` with exit status 2.
+
+This module is the command: arguments, the run folder, the log, the run's header and summary, exit statuses.
+The window loop and what it writes are ``pipeline.Runner``, driven by the ``RunSettings`` built here.
 """
 import argparse
 import contextlib
-import csv
-import json
-import math
+import dataclasses
 import os
 import sys
 import time
-from dataclasses import dataclass, field
 from fractions import Fraction
-from functools import partial
 
 from . import ffmpeg, metrics, resume, run_folder
 from .ranks import Group, plan
-from .background import Background
 from .checkpoint import CheckpointError
 from .default_weights import (DEFAULT_CHECKPOINT, DEMO_WEIGHTS, MODEL_DIR, PRESETS, build_model, default_model_paths,
                               describe_weights, resolve_model)
-from .ffmpeg import VideoEncoder, container_for
-from .files import AppendFile, write_atomic
-from .interrupts import default_sigchld, deferred, exit_status, sigterm_raises
-from .video_io import InputError, check_frame_files, discover, length_problem, pair_gt, read_image, write_png
+from .files import AppendFile
+from .interrupts import default_sigchld, exit_status, sigterm_raises
+from .pipeline import RunSettings, Runner, describe_share, merge_metrics, summarize, summary_lines, write_summary
+from .video_io import InputError, check_frame_files, discover, length_problem, pair_gt
 
 PROG = "infer"
-METRICS_COLUMNS = ["video", "frame", "psnr", "ssim", "pre_s", "forward_s", "post_s", "total_s"]
 MAX_FPS = 1000
 EPILOG = """\
 examples:
@@ -156,6 +153,11 @@ def parse_args(argv):
     return args
 
 
+def run_settings(args):
+    """The pipeline's RunSettings from the parsed arguments (each field is the option of its name)."""
+    return RunSettings(**{f.name: getattr(args, f.name) for f in dataclasses.fields(RunSettings)})
+
+
 class RunLog:
     """Lines to the log file and (unless ``console=False``, or ``echo=False`` for the whole log) to stdout,
     above any progress bar.
@@ -183,360 +185,6 @@ class RunLog:
         self.file.close()
 
 
-class Progress:
-    """Per-video progress: a tqdm bar on a terminal, else a plain line every ``every`` frames on stderr."""
-
-    def __init__(self, name, total, quiet, every):
-        from tqdm import tqdm
-
-        self.name, self.total, self.every, self.done = name, total, every, 0
-        self.quiet, self.start = quiet, time.perf_counter()
-        self.bar = None
-        if not quiet and sys.stderr.isatty():
-            self.bar = tqdm(total=total, desc=name, unit="frame", file=sys.stderr, dynamic_ncols=True, leave=True)
-
-    def update(self):
-        self.done += 1
-        if self.bar is not None:
-            self.bar.update(1)
-        elif not self.quiet and self.done % self.every == 0:
-            rate = self.done / max(time.perf_counter() - self.start, 1e-9)
-            eta = f", ETA {_hms((self.total - self.done) / rate)}" if self.total else ""
-            of = f"/{self.total}" if self.total else ""
-            print(f"{self.name}: {self.done}{of} frames, {rate:.2f} frames/s{eta}", file=sys.stderr, flush=True)
-
-    def close(self):
-        if self.bar is not None:
-            self.bar.close()
-
-
-def _hms(seconds):
-    s = int(round(seconds))
-    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"
-
-
-def noted_frames(video, note):
-    """``(stem, uint8 frame)`` of ``video`` in order; each conversion note reported once per video."""
-    noted = set()
-    for stem, img, problem, path in video.frames():
-        if problem and problem not in noted:
-            noted.add(problem)
-            note(f"note: {path}: {problem} (reported once per video)")
-        yield stem, img
-
-
-class FrameReader:
-    """Decodes one video's frames once, in order, on demand; keeps them (from frame ``first`` on) until
-    released."""
-
-    def __init__(self, video, note, first=0):
-        self._it = noted_frames(video, note)
-        self._frames = {}
-        self._next, self._first = 0, first
-        self.n = None  # known once the video is exhausted
-
-    def load(self, j):
-        """Decode up to frame ``j``; False when the video has fewer than j + 1 frames."""
-        while self._next <= j and self.n is None:
-            item = next(self._it, None)
-            if item is None:
-                self.n = self._next
-                break
-            if self._next >= self._first:
-                self._frames[self._next] = item
-            self._next += 1
-        return self.n is None or j < self.n
-
-    def __getitem__(self, j):
-        return self._frames[j]
-
-    def release_below(self, j):
-        for k in [k for k in self._frames if k < j]:
-            del self._frames[k]
-
-
-class InputFrames:
-    """The input frames of one video as the iterable ``engine.stream`` pulls, remembering each frame's stem
-    and shape (until ``forget_below``) and how many were read."""
-
-    def __init__(self, video, note):
-        self.video, self.note = video, note
-        self.info, self.count, self.shape = {}, 0, None
-
-    def __iter__(self):
-        for stem, img in noted_frames(self.video, self.note):
-            self.info[self.count] = (stem, img.shape)
-            self.shape = img.shape
-            self.count += 1
-            yield img
-        shortfall = self.video.shortfall_note(self.count)
-        if shortfall:
-            self.note(f"note: {self.video.path}: {shortfall}")
-
-    def forget_below(self, j):
-        for k in [k for k in self.info if k < j]:
-            del self.info[k]
-
-
-@dataclass
-class FrameResult:
-    video: str
-    frame: str
-    psnr: float = None
-    ssim: float = None
-    times: dict = field(default_factory=dict)  # pre, forward, post, total (seconds)
-
-
-class Runner:
-    """Runs the videos of one run through a ``WindowEngine`` and writes every output."""
-
-    def __init__(self, args, net, log, run_dir, metrics_name="metrics.csv"):
-        from .engine import WindowEngine
-
-        self.args, self.log, self.run_dir = args, log, run_dir
-        self.engine = WindowEngine(net, args.tile, args.tile_overlap, args.precision)
-        self.space = "y" if args.y_channel else "rgb"
-        self.results = []
-        self.written = 0
-        self.previous = resume.previous_times(run_dir) if args.resume else {}
-        self._csv_file = AppendFile(os.path.join(run_dir, metrics_name), "w")
-        self._csv = csv.writer(self._csv_file)
-        self._csv.writerow(METRICS_COLUMNS)
-
-    def close(self):
-        self._csv_file.close()
-
-    def run_video(self, video, gt, start=0, stop=None, encode=True):
-        """Super-resolve (and score) the centre frames ``start <= centre < stop`` of ``video`` (all by default;
-        ``ranks.plan`` gives each process its range); with ``--resume`` the frames an earlier run finished are
-        read back instead of computed. ``encode=False`` leaves ``--save-video`` to ``encode_pngs``."""
-        from .engine import to_image
-
-        args, scale = self.args, self.engine.scale
-        out_dir = os.path.join(self.run_dir, video.name)
-        if args.save_images or args.save_kernel:
-            os.makedirs(os.path.join(out_dir, "kernels") if args.save_kernel else out_dir, exist_ok=True)
-        inputs = InputFrames(video, self.log)
-        gt_reader = FrameReader(gt, self.log, first=start) if gt else None
-        encoder = self._encoder(video) if args.save_video and encode else None
-        hint = video.count_hint()
-        progress = Progress(video.name, hint if args.border or hint is None else max(hint - 4, 0), args.quiet,
-                            args.log_every)
-        kept = {}  # centre -> image finished by an earlier run
-
-        def wanted(centre):
-            if not (args.resume and args.save_images):
-                return True
-            stem, (h, w, c) = inputs.info[centre]
-            kept[centre] = resume.finished_frame(out_dir, stem, (h * scale, w * scale, c), args.save_kernel)
-            return kept[centre] is None
-
-        windows = self._windows(video, inputs, wanted, start, stop)
-        out = Background(threaded=not args.no_overlap)
-        crop = None
-        try:
-            for window in windows:
-                stem = inputs.info[window.centre][0]
-                t0 = time.perf_counter()
-                gt_img = self._gt_frame(gt_reader, gt, window.centre, inputs.count) if gt else None
-                t1 = time.perf_counter()
-                sr = kept.pop(window.centre, None)
-                sr = to_image(window.recons) if sr is None else sr
-                result = FrameResult(video.name, stem)
-                if gt_img is not None:
-                    if crop is None:
-                        crop = self._gt_crop(sr.shape, gt_img.shape, gt, video.name)
-                    result.psnr, result.ssim = metrics.evaluate(sr[:crop[0], :crop[1]], gt_img[:crop[0], :crop[1]],
-                                                                self.space)
-                with deferred():  # a frame handed to the writer is a frame in metrics.csv and summary.json
-                    if window.recons is None:
-                        result.times = self.previous.get((video.name, stem), dict.fromkeys(resume.TIMES, 0.0))
-                        if encoder:
-                            out.submit(partial(encoder.write, sr))
-                    else:
-                        out.submit(partial(self._save, out_dir, stem, sr, window.kernel, encoder))
-                        pre = window.decode_s + t1 - t0
-                        post = time.perf_counter() - t1
-                        result.times = {"pre": pre, "forward": window.forward_s, "post": post,
-                                        "total": pre + window.forward_s + post}
-                    self._record(result)
-                progress.update()
-                inputs.forget_below(window.centre - 1)
-                if gt_reader:
-                    gt_reader.release_below(window.centre)
-            if gt_reader and stop is None and gt_reader.load(inputs.count):
-                self.log(f"note: {gt.path}: the GT has more frames than the {inputs.count} of the input; the extra "
-                         "GT frames are ignored")
-            out.close()
-            if encoder:
-                encoder.close()
-        except BaseException:
-            out.close(raise_error=False)
-            if encoder:
-                encoder.abort()
-            raise
-        finally:
-            progress.close()
-            windows.close()
-
-    def _windows(self, video, inputs, wanted, start, stop):
-        """``engine.stream`` over the video's frames; a too-short video and a failed allocation are reported as
-        InputErrors."""
-        from .engine import ClipTooShort, stream
-
-        from .runtime import is_out_of_memory
-
-        try:
-            yield from stream(self.engine, inputs, self.args.border, self.args.save_kernel, wanted, start, stop)
-        except ClipTooShort as e:
-            raise InputError(video.path, str(e)) from None
-        except (RuntimeError, MemoryError) as err:
-            if not is_out_of_memory(err):
-                raise
-            raise out_of_memory_error(video, inputs.shape, self.args.tile) from None
-
-    def _encoder(self, video):
-        """The VideoEncoder of ``<run>/<video>.<mp4|mkv|mov>``: at the input's exact frame rate (or --fps),
-        keeping a video file's audio, subtitles and length (the edge frames that are not restored without
-        --border repeat their nearest restored neighbour)."""
-        args = self.args
-        source = video.path if video.is_file else None
-        path = os.path.join(self.run_dir, video.name + container_for(args.codec, source))
-        pad = (0, 0) if args.border else (2, 2)
-        if any(pad):
-            self.log(f"note: {path}: the first and last 2 frames repeat the nearest restored frame (not restored "
-                     "without --border), so the video keeps the input's length")
-        return VideoEncoder(path, args.fps or video.rate(), args.codec, args.crf, args.pix_fmt, source, pad)
-
-    def encode_pngs(self, video, stems):
-        """Encode ``--save-video`` of ``video`` from its PNGs ``<video>/<stem>.png`` (a video whose frames
-        several processes restored)."""
-        encoder = self._encoder(video)
-        try:
-            for stem in stems:
-                encoder.write(read_image(os.path.join(self.run_dir, video.name, stem + ".png"))[0])
-            encoder.close()
-        except BaseException:
-            encoder.abort()
-            raise
-
-    def _gt_frame(self, gt_reader, gt, centre, n):
-        if not gt_reader.load(centre):
-            raise InputError(gt.path, f"{gt_reader.n} GT frames for {n} input frames" if n else
-                             f"only {gt_reader.n} GT frames, the input has more")
-        return gt_reader[centre][1]
-
-    def _gt_crop(self, sr_shape, gt_shape, gt, name):
-        scale = self.engine.scale
-        size = metrics.common_size(sr_shape, gt_shape, tolerance=scale)
-        if size is None:
-            raise InputError(gt.path, f"GT frames of {name} are {gt_shape[1]}x{gt_shape[0]}, the output is "
-                                      f"{sr_shape[1]}x{sr_shape[0]} ({scale}x the LR size): they must agree to "
-                                      f"within {scale - 1} pixels")
-        if size != tuple(sr_shape[:2]) or size != tuple(gt_shape[:2]):
-            self.log(f"note: {name}: GT {gt_shape[1]}x{gt_shape[0]} vs output {sr_shape[1]}x{sr_shape[0]}: both "
-                     f"cropped to {size[1]}x{size[0]} (top-left) for the metrics (HR size not a multiple of {scale})")
-        return size
-
-    def _save(self, out_dir, stem, sr, kernel, encoder):
-        import numpy as np
-
-        if self.args.save_images:
-            write_png(os.path.join(out_dir, stem + ".png"), sr)
-            self.written += 1
-        if encoder:
-            encoder.write(sr)
-        if kernel is not None:
-            base = os.path.join(out_dir, "kernels", stem)
-            write_atomic(base + ".npy", lambda tmp: _save_npy(tmp, kernel))
-            span = float(kernel.max() - kernel.min())
-            scaled = (kernel - kernel.min()) / span if span > 0 else np.zeros_like(kernel)
-            write_png(base + ".png", np.kron(np.round(scaled * 255), np.ones((8, 8))).astype(np.uint8))
-
-    def _record(self, r):
-        self.results.append(r)
-        t = r.times
-        score = f" PSNR={r.psnr:.5}, SSIM={r.ssim:.4}" if r.psnr is not None else ""
-        self.log(f"> {r.video}-{r.frame}{score} pre_time:{t['pre']:.3f}s, forward_time:{t['forward']:.3f}s, "
-                 f"post_time:{t['post']:.3f}s, total_time:{t['total']:.3f}s", console=False)
-        self._csv.writerow([r.video, r.frame, _num(r.psnr), _num(r.ssim)] + [f"{t[k]:.4f}" for k in
-                                                                             ("pre", "forward", "post", "total")])
-
-
-def out_of_memory_error(video, shape, tile):
-    """The InputError for running out of memory on frames of ``shape``: it names the frame size and a --tile
-    value to try (tiles bound the memory a window needs)."""
-    h, w = shape[:2]
-    if not tile:
-        advice = f"process them in tiles, e.g. --tile {min(256, max(32, max(h, w) // 2 // 16 * 16))}"
-    elif tile > 32:
-        advice = f"lower --tile (now {tile}), e.g. --tile {max(32, tile // 2)}"
-    else:
-        advice = f"the tiles ({tile}) are already small: free memory or use a machine with more"
-    return InputError(video.path, f"out of memory super-resolving its {w}x{h} frames; {advice}")
-
-
-def _save_npy(path, array):
-    """np.save to exactly ``path`` (given a file name, np.save would append .npy to the temporary one)."""
-    import numpy as np
-
-    with open(path, "wb") as f:
-        np.save(f, array)
-
-
-def _check_length(video, n, border):
-    problem = length_problem(n, border)
-    if problem:
-        raise InputError(video.path, problem)
-
-
-def _num(x):
-    return "" if x is None else f"{x:.6f}"
-
-
-def summarize(results):
-    """Averages as upstream: per video over its frames, total pooled over all frames."""
-    def stats(rows):
-        out = {"frames": len(rows), "seconds": sum(r.times["total"] for r in rows)}
-        out["frames_per_s"] = out["frames"] / out["seconds"] if out["seconds"] > 0 else None
-        scored = [r for r in rows if r.psnr is not None]
-        if scored:
-            out["psnr"] = sum(r.psnr for r in scored) / len(scored)
-            out["ssim"] = sum(r.ssim for r in scored) / len(scored)
-        return out
-
-    videos = {}
-    for r in results:
-        videos.setdefault(r.video, []).append(r)
-    return {"videos": {v: stats(rows) for v, rows in videos.items()}, "total": stats(results)}
-
-
-def summary_lines(summary):
-    def line(prefix, s):
-        score = f" AVG-PSNR={s['psnr']:.5f}, AVG-SSIM={s['ssim']:.4f}," if "psnr" in s else ""
-        fps = f"{s['frames_per_s']:.2f}" if s["frames_per_s"] else "-"
-        return f"# {prefix}{score} frames={s['frames']}, {fps} frames/s"
-
-    return [line(f"Video:{v}", s) for v, s in sorted(summary["videos"].items())] + [line("Total", summary["total"])]
-
-
-def _json_safe(x):
-    if isinstance(x, dict):
-        return {k: _json_safe(v) for k, v in x.items()}
-    return None if isinstance(x, float) and not math.isfinite(x) else x
-
-
-def write_summary(path, header, summary, complete):
-    data = _json_safe(dict(header, complete=complete, **summary))
-    text = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
-
-    def write(tmp):
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-
-    write_atomic(path, write)
-
-
 def prepare_inputs(args):
     """Discover and validate the input and GT videos before anything heavy starts: names, lengths and every
     frame file's header and integrity (a corrupt or odd-sized frame is found before the model loads)."""
@@ -546,8 +194,9 @@ def prepare_inputs(args):
     videos = discover(args.input)
     gt_pairs = pair_gt(videos, discover(args.gt, "GT"), args.gt) if args.gt else {}
     for v in videos:
-        if not v.is_file:
-            _check_length(v, len(v.frame_paths), args.border)
+        problem = None if v.is_file else length_problem(len(v.frame_paths), args.border)
+        if problem:
+            raise InputError(v.path, problem)
     for v in videos + list(gt_pairs.values()):
         check_frame_files(v.frame_paths, verify=True)
     return videos, gt_pairs
@@ -595,12 +244,14 @@ def _main(args, model):
                 from .demo import Demo
 
                 claimed = cleanup.enter_context(contextlib.closing(claim_run_dir(args, [], group)))
-                demo = Demo(args, claimed.path)
+                demo = Demo()
+                args.input, args.gt = demo.write(claimed.path)
             videos, gt_pairs = prepare_inputs(args)
             if group.size > 1 and len(videos) == 1 and args.save_video and not args.save_images:
                 raise InputError(videos[0].path, "--save-video of one video shared by several processes is encoded "
                                                  "from the PNGs: drop --no-images")
-            model_path = None if model is not None else resolve_model(args, allow_untrained=args.demo)
+            model_path = None if model is not None else resolve_model(args.model, args.preset,
+                                                                      allow_untrained=args.demo)
             if not args.demo:
                 inputs = [args.input] + ([args.gt] if args.gt else [])
                 claimed = cleanup.enter_context(contextlib.closing(claim_run_dir(args, inputs, group)))
@@ -632,10 +283,11 @@ def _run(args, model, model_path, untrained, videos, gt_pairs, run_dir, log, dem
 
     runtime.init("cpu" if args.cpu else "auto")
     default_sigchld()  # no data workers here; see interrupts.default_sigchld
+    settings = run_settings(args)
     header = {"run": os.path.basename(run_dir), "input": args.input, "gt": args.gt,
               "model": model_path or ("<given>" if model is not None else "<untrained, seed 0>"),
               "untrained": untrained, "border": args.border,
-              "metrics": {"space": "y" if args.y_channel else "rgb", "crop_border": metrics.CROP_BORDER},
+              "metrics": {"space": settings.space, "crop_border": metrics.CROP_BORDER},
               "tile": args.tile, "device": runtime.report(), "processes": group.size, "precision": args.precision}
     if args.precision == "bf16":
         from cuda_ops import conv_onednn
@@ -660,12 +312,12 @@ def _run(args, model, model_path, untrained, videos, gt_pairs, run_dir, log, dem
     shares = plan([v.count_hint() for v in videos], group.size, args.border)[group.rank]
     if group.size > 1:
         log(f"processes: {group.size}; this one (rank {group.rank}) restores "
-            + (", ".join(_describe_share(videos, share) for share in shares) or "nothing"))
+            + (", ".join(describe_share(videos, share) for share in shares) or "nothing"))
     runner = None
     complete = False
     try:
         net = model if model is not None else build_model(model_path, log, args.allow_nonfinite)
-        runner = Runner(args, net, log, run_dir, "metrics.csv" if group.size == 1 else
+        runner = Runner(settings, net, log, run_dir, "metrics.csv" if group.size == 1 else
                         f"metrics.rank{group.rank}.csv")
         for share in shares:
             video = videos[share.video]
@@ -694,34 +346,8 @@ def _run(args, model, model_path, untrained, videos, gt_pairs, run_dir, log, dem
                     log(line)
                 log(f"results: {run_dir} (metrics.csv, summary.json)")
     if demo:
-        demo.report(log, runner.results)
+        demo.report(log, runner.results, settings.space)
     return 0
-
-
-def _describe_share(videos, share):
-    video = videos[share.video]
-    if share.start == 0 and share.stop is None:
-        return video.name
-    return f"{video.name} frames {share.start}..{'end' if share.stop is None else share.stop - 1}"
-
-
-def merge_metrics(run_dir, size, video_order):
-    """Merge the processes' ``metrics.rank<N>.csv`` into ``metrics.csv`` (videos in input order; a shared
-    video's ranges follow rank order, which is frame order) and return the rows as FrameResults."""
-    rows = []
-    for rank in range(size):
-        path = os.path.join(run_dir, f"metrics.rank{rank}.csv")
-        with open(path, newline="", encoding="utf-8") as f:
-            rows += list(csv.reader(f))[1:]
-    rows.sort(key=lambda row: video_order.index(row[0]))  # stable: frame order within each video is kept
-    with contextlib.closing(AppendFile(os.path.join(run_dir, "metrics.csv"), "w")) as f:
-        writer = csv.writer(f)
-        writer.writerow(METRICS_COLUMNS)
-        writer.writerows(rows)
-    for rank in range(size):
-        os.remove(os.path.join(run_dir, f"metrics.rank{rank}.csv"))
-    return [FrameResult(video, frame, float(psnr) if psnr else None, float(ssim) if ssim else None,
-                        dict(zip(resume.TIMES, map(float, times)))) for video, frame, psnr, ssim, *times in rows]
 
 
 if __name__ == "__main__":

@@ -40,10 +40,10 @@ def crop_border(img, n=CROP_BORDER):
     return img[n:-n, n:-n] if n > 0 else img
 
 
-def psnr(a, b):
-    """20 log10(255 / sqrt(MSE)) over all values (float64); inf when the images are equal."""
-    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
-    return float("inf") if mse == 0 else float(20.0 * np.log10(255.0 / np.sqrt(mse)))
+def psnr(a, b, peak=255.0):
+    """20 log10(peak / sqrt(MSE)) over all values (float64); inf when the images are equal."""
+    mse = np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2)
+    return float("inf") if mse == 0 else float(20.0 * np.log10(peak / np.sqrt(mse)))
 
 
 def ssim_channel(a, b):

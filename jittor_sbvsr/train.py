@@ -6,6 +6,7 @@ gradients are averaged, only rank 0 writes files). See ``--help`` for every opti
 Parsing the options imports no Jittor; ``run`` chooses the device once they are known (``--cpu``, also when
 recorded by the run being resumed) and only then loads the Jittor-side modules.
 """
+import dataclasses
 import os
 import random
 import sys
@@ -68,6 +69,13 @@ def model_config(args):
     return ModelConfig(n_feat=args.n_feat, extra_rbs=args.extra_rbs, recons_rbs=args.recons_rbs)
 
 
+def train_config(args):
+    """The training loop's TrainConfig from the parsed options (each field is the option of its name)."""
+    from .trainer.loop import TrainConfig
+
+    return TrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)})
+
+
 def build_data(args):
     """(training set, validation set or None); this rank's share of each batch is read by Jittor."""
     from .data.train_set import BlurDownTrainSet
@@ -120,7 +128,8 @@ def run(argv=None):
             + f" | validation windows: {len(val_set.windows) if val_set else 'none'}")
     rng_state = {"python": random.getstate(), "numpy": np.random.get_state()}
     try:
-        Trainer(args, model, optimizer, train_set, val_set, exp, history, rng_state, model_config=config).run(start)
+        Trainer(train_config(args), model, optimizer, train_set, val_set, exp, history, rng_state,
+                model_config=config).run(start)
     except KeyboardInterrupt:
         exp.log(f"interrupted: the checkpoints in {exp.model_dir} are those of the last finished epoch; continue "
                 f"with --resume {exp.path}")

@@ -17,6 +17,22 @@ jt = runtime.init()
 
 
 
+def load_tool(name):
+    """The script ``tools/<name>.py`` imported as a module, as Python runs it: with tools/ first on ``sys.path``
+    while it loads, since the scripts import each other by name (``from support import child_env``)."""
+    import importlib.util
+
+    tools = os.path.join(ROOT, "tools")
+    spec = importlib.util.spec_from_file_location(name, os.path.join(tools, name + ".py"))
+    module = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, tools)
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(tools)
+    return module
+
+
 def tsv_shapes():
     """Ordered [(key, shape)] of the upstream checkpoint (the spec's state_dict_keys.tsv, shipped in the
     package)."""

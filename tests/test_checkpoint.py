@@ -14,8 +14,9 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import ROOT
+from conftest import ROOT, load_tool
 from jittor_sbvsr.checkpoint import (CheckpointError, detect_format, load_checkpoint, read_state_dict)
+from jittor_sbvsr.files import PARTIAL
 from jittor_sbvsr.weights import (PWC_PREFIX, check_state, detect_kind, pwc_module_to_net_naming,
                                   pwc_net_to_module_naming, read_weights, reference_shapes)
 
@@ -87,7 +88,8 @@ def assert_one_line_error(proc, path):
 
 
 def leftovers(folder):
-    return sorted(n for n in os.listdir(folder) if n.endswith(".tmp"))
+    """Temporary files left in ``folder`` (``files.temp_name``'s ``.partial-`` names, or ``.tmp``)."""
+    return sorted(n for n in os.listdir(folder) if n.endswith(".tmp") or PARTIAL in n)
 
 
 # ------------------------------------------------------------------------------------------------ key table
@@ -516,11 +518,7 @@ def test_convert_errors_on_bad_inputs(tmp_path, files):
 
 def test_convert_interrupted_write_leaves_nothing(tmp_path, files, monkeypatch):
     """An exception while writing (disk full, Ctrl-C) removes the temporary file and never creates OUT."""
-    sys.path.insert(0, os.path.join(ROOT, "tools"))
-    try:
-        import convert_weights as cw
-    finally:
-        sys.path.pop(0)
+    cw = load_tool("convert_weights")
 
     def boom(*a, **k):
         raise KeyboardInterrupt

@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import jt  # noqa: F401  (Jittor configured before the data modules import it)
+from conftest import jt, load_tool  # noqa: F401  (jt: Jittor configured before the data modules import it)
 from jittor_sbvsr.data import imgproc, kernels, train_set
 from jittor_sbvsr.data.train_set import BlurDownTrainSet, augment
 from jittor_sbvsr.data.val_set import HRLRValSet
@@ -238,10 +238,7 @@ def test_validation_set(tmp_path):
 # ------------------------------------------------------------------------------ test-set generator
 
 def test_make_blurdown_dataset(tmp_path):
-    import sys
-
-    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tools"))
-    from make_blurdown_dataset import make_dataset
+    make_dataset = load_tool("make_blurdown_dataset").make_dataset
 
     hr_root = write_train_set(str(tmp_path / "src"), n_videos=2, n_frames=5, h=30, w=41)
     out = str(tmp_path / "out")

@@ -21,8 +21,9 @@ JITTOR_FREE = {
     "jittor_sbvsr.config", "jittor_sbvsr.data", "jittor_sbvsr.data.camera_clips", "jittor_sbvsr.data.folders",
     "jittor_sbvsr.data.imgproc", "jittor_sbvsr.data.kernels", "jittor_sbvsr.default_weights", "jittor_sbvsr.degrade",
     "jittor_sbvsr.demo", "jittor_sbvsr.doctor", "jittor_sbvsr.errors", "jittor_sbvsr.ffmpeg", "jittor_sbvsr.files",
-    "jittor_sbvsr.infer", "jittor_sbvsr.interrupts", "jittor_sbvsr.metrics", "jittor_sbvsr.ranks",
-    "jittor_sbvsr.restricted_pickle", "jittor_sbvsr.resume", "jittor_sbvsr.run_folder", "jittor_sbvsr.runtime",
+    "jittor_sbvsr.infer", "jittor_sbvsr.interrupts", "jittor_sbvsr.metrics", "jittor_sbvsr.pipeline",
+    "jittor_sbvsr.ranks", "jittor_sbvsr.restricted_pickle", "jittor_sbvsr.resume", "jittor_sbvsr.run_folder",
+    "jittor_sbvsr.runtime",
     "jittor_sbvsr.state_dict", "jittor_sbvsr.train", "jittor_sbvsr.trainer", "jittor_sbvsr.trainer.experiment",
     "jittor_sbvsr.trainer.options", "jittor_sbvsr.video_io", "jittor_sbvsr.weights",
 }

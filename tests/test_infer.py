@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import ROOT, jt
+from conftest import ROOT, jt, load_tool
 from infer_support import LR, pan_clip, run_cli, tiny, write_frames, write_png16  # noqa: F401 (tiny is a fixture)
 from jittor_sbvsr import default_weights, engine, infer, metrics, video_io
 from jittor_sbvsr.models import PWC_Recons
@@ -362,16 +362,6 @@ def test_cli_subprocess_usage_errors(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "jittor_sbvsr.infer", "--demo", "--preset", "Gaussian_Vid4"],
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and proc.stderr.splitlines()[-1].startswith("infer: error: give exactly one of")
-
-
-def load_tool(name):
-    """A script of tools/ imported as a module."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "tools", name + ".py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_tile_diff_measures_tiled_against_untiled(tiny):

@@ -13,15 +13,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import ROOT
+from conftest import ROOT, load_tool
 from infer_support import pan_clip, run_cli, tiny, write_frames, write_png16  # noqa: F401 (tiny is a fixture)
 from jittor_sbvsr import engine, infer, run_folder, video_io
 from jittor_sbvsr.data.train_set import BlurDownTrainSet
 from synthetic_data import write_train_set
 from test_train import TINY_CLI, error_line
 
-sys.path.insert(0, os.path.join(ROOT, "tools"))
-import make_blurdown_dataset  # noqa: E402
+make_blurdown_dataset = load_tool("make_blurdown_dataset")
 
 
 def png_chunk(kind, data):
@@ -237,10 +236,11 @@ def _train_refusals(tmp_path):
     no_model = tmp_path / "no_model"
     (no_model / "model").mkdir(parents=True)
     (no_model / "config.json").write_text("{}")
-    from jittor_sbvsr.trainer.experiment import CHECKPOINT_FORMAT, atomic_write
+    from jittor_sbvsr.files import write_bytes
+    from jittor_sbvsr.trainer.experiment import CHECKPOINT_FORMAT
 
     import pickle
-    atomic_write(str(no_model / "model" / "model_latest.pkl"), pickle.dumps(
+    write_bytes(str(no_model / "model" / "model_latest.pkl"), pickle.dumps(
         {"format": CHECKPOINT_FORMAT, "optimizer": {}, "epoch": 1, "history": [], "rng": {}}))
     cases["checkpoint without model"] = (["--resume", str(no_model)], "training checkpoint without model")
     mixed = write_train_set(str(tmp_path / "mixed"), n_videos=1, n_frames=5, h=64, w=64)

@@ -1,13 +1,11 @@
 """Self-checks of the PyTorch reference (tests/reference/torch_sbvsr.py) against the spec."""
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from reference import torch_sbvsr as ref  # noqa: E402
+from reference import torch_sbvsr as ref
 
 TSV = Path(__file__).resolve().parent.parent / "jittor_sbvsr" / "state_dict_keys.tsv"  # the spec table
 SMALL = dict(extra_RBS=1, recons_RBS=1, n_feat=8)

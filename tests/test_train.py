@@ -11,6 +11,7 @@ import torch
 
 from conftest import jt
 from jittor_sbvsr.checkpoint import load_checkpoint
+from jittor_sbvsr.files import PARTIAL
 from jittor_sbvsr.losses import train_loss
 from jittor_sbvsr.models import PWC_Recons
 from jittor_sbvsr.state_dict import load_state_dict_strict
@@ -160,8 +161,8 @@ def test_out_of_memory_names_the_options_to_lower(tmp_path, monkeypatch):
         raise RuntimeError("[f 1126 ...] CUDA error: out of memory")
 
     monkeypatch.setattr(loop, "train_step", fail)
-    from jittor_sbvsr.train import build_data
-    trainer = Trainer(args, PWC_Recons(**TINY), None, build_data(args)[0], None, None)
+    from jittor_sbvsr.train import build_data, train_config
+    trainer = Trainer(train_config(args), PWC_Recons(**TINY), None, build_data(args)[0], None, None)
     with pytest.raises(TrainingError, match=r"out of memory at --batch-size 2 .*raise --accumulate .* = 8"):
         trainer.train_epoch(1)
 
@@ -196,7 +197,7 @@ def test_short_run_writes_the_experiment_folder(runs):
         assert "matplotlib is not installed" in open(os.path.join(a, "log.txt")).read()
     assert sorted(os.listdir(os.path.join(a, "model"))) == ["model_1.pkl", "model_2.pkl", "model_best.pkl",
                                                              "model_latest.pkl"]
-    assert not [n for n in os.listdir(os.path.join(a, "model")) if ".tmp" in n]
+    assert not [n for _, _, files in os.walk(a) for n in files if PARTIAL in n]  # no temporaries anywhere
     config = json.load(open(os.path.join(a, "config.json")))
     assert config["patch_size"] == 16 and config["lr"] == 3e-4 and config["kernel"] == "gaussian"
     history = json.load(open(os.path.join(a, "metrics.json")))

@@ -106,7 +106,7 @@ def test_probe_reads_exact_rate_and_refuses_non_media(tmp_path):
 
 
 def test_bench_video_peak_rss_does_not_grow_with_clip_length(capsys):
-    from test_infer import load_tool
+    from conftest import load_tool
 
     report = load_tool("bench_video").main(["--frames", "10", "30", "--size", "32x24"])
     assert [r["frames"] for r in report["results"]] == [10, 30, 30]

@@ -19,19 +19,16 @@ weights against steps and CPU minutes.
 """
 import argparse
 import json
-import os
-import sys
 import time
 from types import SimpleNamespace
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from eval_weights import score_clip  # noqa: E402
+from eval_weights import score_clip  # tools/, this script's folder
 
-from jittor_sbvsr import adapt, runtime  # noqa: E402
-from jittor_sbvsr.data.camera_clips import Motion, load_photo, render_clip  # noqa: E402
-from jittor_sbvsr.degrade import blur_downsample, fspecial_gaussian, quantize  # noqa: E402
+from jittor_sbvsr import adapt, runtime
+from jittor_sbvsr.data.camera_clips import Motion, load_photo, render_clip
+from jittor_sbvsr.degrade import blur_downsample, fspecial_gaussian, quantize
 
 N_FRAMES = 12
 HR_SIZE = 256

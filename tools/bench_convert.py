@@ -25,6 +25,8 @@ import sys
 import tempfile
 import time
 
+from support import child_env  # tools/, this script's folder
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONVERT = os.path.join(ROOT, "tools", "convert_weights.py")
 TARGET_SECONDS = 5.0
@@ -34,7 +36,7 @@ TARGET_MEMORY_RATIO = 3.0
 def run_child(cmd):
     """(wall seconds, peak RSS bytes, return code) of one child process."""
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=ROOT)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=ROOT, env=child_env())
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - t0
     proc.returncode = os.waitstatus_to_exitcode(status)
@@ -46,9 +48,8 @@ def run_child(cmd):
 
 
 _MAKE = """
-import sys, torch
+import torch
 from collections import OrderedDict
-sys.path.insert(0, {root!r})
 from jittor_sbvsr.weights import reference_shapes
 g = torch.Generator().manual_seed(0)
 state = OrderedDict((k, torch.randn(*s, generator=g)) for k, s in reference_shapes("full").items())
@@ -58,8 +59,7 @@ print(sum(v.numel() for v in state.values()))
 """
 
 _READ = """
-import sys, time, tracemalloc
-sys.path.insert(0, {root!r})
+import time, tracemalloc
 from jittor_sbvsr.checkpoint import read_state_dict
 tracemalloc.start()
 t0 = time.perf_counter()
@@ -72,15 +72,15 @@ def make_checkpoints(folder):
     """Write the two inputs from a child process (torch is a test-only dependency; the parent stays small,
     because a child's ru_maxrss also counts the memory of the parent it was forked from)."""
     paths = {fmt: os.path.join(folder, f"self_blind_vsr_random_{fmt}.pt") for fmt in ("legacy", "zip")}
-    code = _MAKE.format(root=ROOT, **paths)
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    code = _MAKE.format(**paths)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=child_env())
     return paths, int(out.stdout.split()[-1])
 
 
 def read_in_process(src):
     """(seconds, tracemalloc peak bytes) of read_state_dict alone, in a fresh child."""
-    out = subprocess.run([sys.executable, "-c", _READ.format(root=ROOT, src=src)], capture_output=True,
-                         text=True, check=True)
+    out = subprocess.run([sys.executable, "-c", _READ.format(src=src)], capture_output=True, text=True, check=True,
+                         env=child_env())
     seconds, peak = out.stdout.split()
     return float(seconds), int(peak)
 

@@ -12,14 +12,11 @@ import ctypes
 import ctypes.util
 import os
 import statistics
-import sys
 import time
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from jittor_sbvsr.runtime import device_name, init  # noqa: E402
+from jittor_sbvsr.runtime import device_name, init
 
 jt = init()  # before the custom operator's module, which needs Jittor imported
 

@@ -42,7 +42,9 @@ import time
 
 import numpy as np
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from jittor_sbvsr import metrics
+from support import child_env
+
 METHODS = ("cached", "jittor-conv", "bf16", "naive", "upstream", "torch")
 TAG = "@@bench "  # prefix of protocol lines on the child's stdout (Jittor may print there too)
 
@@ -59,9 +61,11 @@ def make_clip(h, w, n):
 
 def make_weights(path):
     """Seeded reference weights as a pickle of numpy arrays (loads into both implementations)."""
-    sys.path.insert(0, os.path.join(ROOT, "tests"))
     import torch
-    from reference import torch_sbvsr as ref
+
+    from support import reference
+
+    ref = reference()
 
     torch.manual_seed(0)
     with open(path, "wb") as f:
@@ -82,16 +86,17 @@ def save_clip(clip, folder):
 def pass_function(method, paths, weights):
     """A function running one pass of ``method`` over the clip's PNG files, returning the outputs
     [n-4, 3, 4h, 4w]."""
-    sys.path.insert(0, ROOT)
     from jittor_sbvsr.video_io import read_image
 
     n = len(paths)
     windows = [list(range(c - 2, c + 3)) for c in range(2, n - 2)]
     decode = lambda j: read_image(paths[j])[0]  # noqa: E731
     if method == "torch":
-        sys.path.insert(0, os.path.join(ROOT, "tests"))
         import torch
-        from reference import torch_sbvsr as ref
+
+        from support import reference
+
+        ref = reference()
 
         net = ref.PWC_Recons().eval()
         with open(weights, "rb") as f:
@@ -175,7 +180,7 @@ class Child:
         self.method, self.out = method, out
         self.proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--frames", str(n), "--child",
                                       method, str(h), str(w), weights, out], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, text=True)
+                                     stdout=subprocess.PIPE, text=True, env=child_env())
         self.read()  # ready
 
     def read(self):
@@ -229,7 +234,7 @@ def report(h, w, args, times, peak, outputs):
             print(f"  cached == {other} exactly: {bool(np.array_equal(outputs['cached'], outputs[other]))}")
     if "cached" in outputs and "bf16" in outputs:
         a, b = (np.clip(outputs[m], 0, 1) for m in ("cached", "bf16"))
-        psnr = 10 * np.log10(1 / np.mean((a - b) ** 2))
+        psnr = metrics.psnr(a, b, peak=1.0)
         print(f"  bf16 vs cached: max |diff| {np.abs(a - b).max():.2e}, PSNR {psnr:.1f} dB, values within 1 grey level "
               f"{100 * np.mean(np.abs(np.round(a * 255) - np.round(b * 255)) <= 1):.3f} %")
     if "torch" in outputs and "naive" in outputs:
@@ -243,7 +248,10 @@ def main():
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--child", nargs=5, help=argparse.SUPPRESS)  # METHOD H W WEIGHTS OUT
+    parser.add_argument("--make-weights", help=argparse.SUPPRESS)  # PATH
     args = parser.parse_args()
+    if args.make_weights:
+        return make_weights(args.make_weights)
     if args.child:
         method, h, w, weights, out = args.child
         return child(method, int(h), int(w), args.frames, weights, out)
@@ -251,9 +259,8 @@ def main():
         parser.error("--frames must be >= 5")
     with tempfile.TemporaryDirectory() as tmp:
         weights = os.path.join(tmp, "weights.pkl")
-        code = f"import sys; sys.path.insert(0, {os.path.dirname(os.path.abspath(__file__))!r}); " \
-               f"import bench_infer; bench_infer.make_weights({weights!r})"
-        subprocess.run([sys.executable, "-c", code], check=True)  # torch in a process of its own
+        subprocess.run([sys.executable, os.path.abspath(__file__), "--make-weights", weights], check=True,
+                       env=child_env())  # torch in a process of its own
         for size in args.sizes.split(","):
             h, w = (int(v) for v in size.split("x"))
             bench_size(h, w, args, weights, tmp)

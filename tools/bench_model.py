@@ -4,20 +4,18 @@ Both run in this process with the same weights on the same 5 frames, interleaved
 Usage: python tools/bench_model.py [--size 64x112] [--repeats 3]
 """
 import argparse
-import os
-import sys
 
 import numpy as np
+import torch  # before Jittor, see tests/conftest.py
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
-import torch  # noqa: E402  (before Jittor, see tests/conftest.py)
+import jittor_sbvsr
+from jittor_sbvsr import runtime
+from jittor_sbvsr.models import PWC_Recons
+from jittor_sbvsr.state_dict import load_state_dict_strict
+from side_by_side import interleaved_medians  # tools/, this script's folder
+from support import reference
 
-import jittor_sbvsr  # noqa: E402
-from jittor_sbvsr import runtime  # noqa: E402
-from jittor_sbvsr.models import PWC_Recons  # noqa: E402
-from jittor_sbvsr.state_dict import load_state_dict_strict  # noqa: E402
-from reference import torch_sbvsr as ref  # noqa: E402
-from side_by_side import interleaved_medians  # noqa: E402  (tools/, this script's folder)
+ref = reference()
 
 jt = runtime.init()
 

@@ -18,8 +18,8 @@ import sys
 import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+from support import child_env  # tools/, this script's folder
+
 TAG = "bench_video: "
 
 
@@ -61,7 +61,7 @@ def child(args):
 def measure(n, size, model, no_overlap):
     cmd = [sys.executable, os.path.abspath(__file__), "--child", "--n", str(n), "--size", f"{size[0]}x{size[1]}"]
     cmd += (["--model", model] if model else []) + (["--no-overlap"] if no_overlap else [])
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=ROOT))
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=child_env())
     lines = [line for line in proc.stdout.splitlines() if line.startswith(TAG)]
     if proc.returncode != 0 or not lines:
         raise SystemExit(f"bench_video: error: the run of {n} frames failed: {proc.stderr.strip()[-500:]}")

@@ -23,18 +23,13 @@ import argparse
 import hashlib
 import os
 import pickle
-import secrets
 import sys
 import time
 from collections import Counter, OrderedDict
 
-try:
-    import jittor_sbvsr  # noqa: F401  (installed, or run from the repository)
-except ImportError:
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from jittor_sbvsr.checkpoint import FORMAT_NAMES, CheckpointError  # noqa: E402
-from jittor_sbvsr.weights import check_state, read_weights, reference_shapes  # noqa: E402
+from jittor_sbvsr.checkpoint import FORMAT_NAMES, CheckpointError
+from jittor_sbvsr.files import dump_atomic
+from jittor_sbvsr.weights import check_state, read_weights, reference_shapes
 
 PROG = "convert_weights"
 OUTPUT_FORMAT_VERSION = 1
@@ -58,31 +53,13 @@ def sha256_of(path, chunk=1 << 20):
     return h.hexdigest()
 
 
-def write_atomic(obj, out, force):
-    """Pickle ``obj`` to a temporary file next to ``out``, then move it into place."""
-    folder = os.path.dirname(os.path.abspath(out))
-    tmp = os.path.join(folder, f".{os.path.basename(out)}.{secrets.token_hex(4)}.tmp")
-    # not tempfile.mkstemp: its files are 0600, the output must get 0666 minus the umask like any other
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            pickle.dump(obj, f, protocol=5)  # 5: arrays are written from their own buffers, no copies
-            f.flush()
-            os.fsync(f.fileno())
-        if force:
-            os.replace(tmp, out)
-        else:
-            try:
-                os.link(tmp, out)  # fails if out appeared meanwhile: never clobber
-            except FileExistsError:
-                raise ConvertError(out, "already exists (use --force to overwrite)") from None
-            except OSError:  # file system without hard links
-                if os.path.exists(out):
-                    raise ConvertError(out, "already exists (use --force to overwrite)") from None
-                os.replace(tmp, out)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+def write_pickle(obj, out, force):
+    """Pickle ``obj`` to ``out`` through a temporary file, fsynced, then moved into place (``files.dump_atomic``);
+    without ``force`` an ``out`` that appeared meanwhile is never replaced."""
+    try:  # protocol 5: arrays are written from their own buffers, no copies
+        dump_atomic(out, lambda f: pickle.dump(obj, f, protocol=5), fsync=True, overwrite=force)
+    except FileExistsError:
+        raise ConvertError(out, "already exists (use --force to overwrite)") from None
 
 
 def parse_args(argv):
@@ -140,7 +117,7 @@ def convert(args):
         ("dtypes", dict(dtypes)),
         ("converter", "jittor_sbvsr tools/convert_weights.py"),
     ])
-    write_atomic({"state_dict": state, "meta": meta}, out, args.force)
+    write_pickle({"state_dict": state, "meta": meta}, out, args.force)
     dt = time.perf_counter() - t0
 
     size = os.path.getsize(out)

@@ -18,7 +18,7 @@ import numpy as np
 
 from jittor_sbvsr.checkpoint import CheckpointError
 from jittor_sbvsr.config import META_KEY, ModelConfig
-from jittor_sbvsr.files import write_atomic
+from jittor_sbvsr.files import write_bytes
 from jittor_sbvsr.weights import read_weights
 
 PROG = "export_weights"
@@ -38,12 +38,7 @@ def export(src, out, fp16=False, card=None):
     meta = {META_KEY: config.to_dict(), "source": os.path.basename(src), "dtype": np.dtype(dtype).name,
             "card": card or {}}
     data = pickle.dumps({"state_dict": tensors, "meta": meta}, protocol=4)
-
-    def write(tmp):
-        with open(tmp, "wb") as f:
-            f.write(data)
-
-    write_atomic(out, write)
+    write_bytes(out, data)
     return len(data)
 
 

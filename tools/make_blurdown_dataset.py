@@ -15,11 +15,9 @@ import sys
 
 import numpy as np
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from jittor_sbvsr.data.kernels import random_realistic_kernel  # noqa: E402
-from jittor_sbvsr.degrade import TEST_SIGMA, blur_downsample, fspecial_gaussian, quantize  # noqa: E402
-from jittor_sbvsr.video_io import (InputError, check_unique_names, frame_stem, list_frames, read_image,  # noqa: E402
-                                   write_png)
+from jittor_sbvsr.data.kernels import random_realistic_kernel
+from jittor_sbvsr.degrade import TEST_SIGMA, blur_downsample, fspecial_gaussian, quantize
+from jittor_sbvsr.video_io import InputError, check_unique_names, frame_stem, list_frames, read_image, write_png
 
 MAX_SIGMA = 10.0  # a 61x61 kernel: wider ones blur x4 frames away and take minutes per frame
 

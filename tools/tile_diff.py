@@ -20,14 +20,12 @@ import sys
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from jittor_sbvsr import metrics, runtime  # noqa: E402
-from jittor_sbvsr.checkpoint import CheckpointError  # noqa: E402
-from jittor_sbvsr.demo import pan_clip  # noqa: E402
-from jittor_sbvsr.engine import WindowEngine, to_image  # noqa: E402
-from jittor_sbvsr.default_weights import build_model  # noqa: E402
-from jittor_sbvsr.video_io import InputError, discover  # noqa: E402
+from jittor_sbvsr import metrics, runtime
+from jittor_sbvsr.checkpoint import CheckpointError
+from jittor_sbvsr.demo import pan_clip
+from jittor_sbvsr.engine import WindowEngine, to_image
+from jittor_sbvsr.default_weights import build_model
+from jittor_sbvsr.video_io import InputError, discover
 
 
 def load_video(path, what):

@@ -9,8 +9,8 @@
     <dir>/model/model_<epoch>.pkl  model after each epoch (--save-middle-models)
 
 Checkpoints are pickles of ``{"model": {key: np.ndarray}, "epoch": int, "meta": {...}, ...}`` readable by
-``jittor_sbvsr.weights.load_weights``. Every file is written to a temporary name and renamed into place, so
-an interrupted run never leaves a truncated file.
+``jittor_sbvsr.weights.load_weights``. Every file is written to a temporary name, forced to disk and renamed
+into place (``files.dump_atomic``), so an interrupted run or a crash never leaves a truncated file.
 """
 import csv
 import io
@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from ..checkpoint import load_checkpoint
 from ..config import META_KEY
-from ..files import write_atomic
+from ..files import dump_atomic, write_bytes
 
 CHECKPOINT_FORMAT = "jittor-sbvsr-train-1"
 TRAINING_STATE = ("model", "optimizer", "epoch", "history", "rng")  # what model_latest.pkl holds to resume
@@ -39,18 +39,6 @@ class ExperimentError(Exception):
 
 class TrainingError(Exception):
     """A run cannot go on; the message is one line saying what to change."""
-
-
-def atomic_write(path, data):
-    """Write bytes to ``path`` through a temporary file in the same folder (``files.write_atomic``), fsynced
-    before the rename so that a crash never leaves a checkpoint name on incomplete data."""
-    def write(tmp):
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-
-    write_atomic(path, write)
 
 
 def model_state(model):
@@ -107,8 +95,8 @@ class Experiment:
 
     def write_config(self, config):
         if self.writer:
-            atomic_write(os.path.join(self.path, "config.json"),
-                         (json.dumps(config, indent=2, sort_keys=True) + "\n").encode())
+            write_bytes(os.path.join(self.path, "config.json"),
+                        (json.dumps(config, indent=2, sort_keys=True) + "\n").encode(), fsync=True)
 
     def log(self, line, console=True):
         """Append ``line`` to log.txt and (unless ``console=False``) print it."""
@@ -122,8 +110,8 @@ class Experiment:
     def save_checkpoint(self, name, payload):
         """Pickle ``payload`` to model/<name>.pkl atomically."""
         if self.writer:
-            atomic_write(os.path.join(self.model_dir, f"{name}.pkl"),
-                         pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL))
+            dump_atomic(os.path.join(self.model_dir, f"{name}.pkl"),
+                        lambda f: pickle.dump(payload, f, protocol=pickle.HIGHEST_PROTOCOL), fsync=True)
 
     def save_epoch(self, model, optimizer_state, epoch, history, rng_state, is_best, keep_epoch_model,
                    model_config):
@@ -147,7 +135,8 @@ class Experiment:
         if not self.writer:
             return
         self.write_table("metrics.csv", history, METRIC_COLUMNS)
-        atomic_write(os.path.join(self.path, "metrics.json"), (json.dumps(history, indent=1) + "\n").encode())
+        write_bytes(os.path.join(self.path, "metrics.json"), (json.dumps(history, indent=1) + "\n").encode(),
+                    fsync=True)
         self.write_plot("loss.png", history, "epoch", ("loss", "L1", "cycle", "boundaries", "sparse", "center"),
                         "training loss")
         self.write_plot("psnr.png", history, "epoch", ("psnr", "bicubic_psnr", "down_psnr", "cycle_psnr"),
@@ -162,7 +151,7 @@ class Experiment:
         writer.writeheader()
         for row in rows:
             writer.writerow({k: ("" if row.get(k) is None else row[k]) for k in columns})
-        atomic_write(os.path.join(self.path, filename), text.getvalue().encode())
+        write_bytes(os.path.join(self.path, filename), text.getvalue().encode(), fsync=True)
 
     def write_plot(self, filename, rows, x_key, keys, title):
         """<dir>/<filename>: PNG of the curves ``keys`` of ``rows`` over ``x_key`` (rows lacking a key are gaps),
@@ -193,4 +182,4 @@ class Experiment:
         buf = io.BytesIO()
         fig.savefig(buf, format="png", dpi=100)
         plt.close(fig)
-        atomic_write(os.path.join(self.path, filename), buf.getvalue())
+        write_bytes(os.path.join(self.path, filename), buf.getvalue(), fsync=True)

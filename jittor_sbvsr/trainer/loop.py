@@ -1,10 +1,12 @@
 """The training loop (upstream-conventions §4): self-supervised steps, per-epoch validation, checkpoints and logs."""
 import time
+from dataclasses import dataclass
 
 import numpy as np
 
 from ..config import ModelConfig
 from ..losses import LOSS_WEIGHTS, train_loss
+from ..metrics import psnr
 from ..runtime import is_out_of_memory, jittor
 from .experiment import TrainingError
 
@@ -44,13 +46,13 @@ def accumulation_weights(n_samples, batch_size, accumulate):
 
 
 def calc_psnr(a, b, shave=4):
-    """Upstream calc_psnr: crop ``shave`` pixels from each border of [..., H, W] arrays in [0, 1], MSE over
-    everything (float64, no clamping), 100 when equal."""
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    """Upstream's training calc_psnr: ``metrics.psnr`` with peak 1 on the raw float outputs, not on uint8
+    images as ``infer`` scores them: [..., H, W] arrays in [0, 1] (no rounding, no clamping), ``shave`` pixels
+    cropped from each border, 100 instead of infinity when equal."""
     if shave:
         a, b = a[..., shave:-shave, shave:-shave], b[..., shave:-shave, shave:-shave]
-    mse = np.mean((a - b) ** 2)
-    return 100.0 if mse == 0 else float(20 * np.log10(1.0 / np.sqrt(mse)))
+    value = psnr(a, b, peak=1.0)
+    return 100.0 if value == float("inf") else value
 
 
 def bicubic_psnr(lr_centre, gt):
@@ -103,12 +105,26 @@ def self_supervised_loss(model, batches):
     return {k: v / max(n, 1) for k, v in sums.items()}
 
 
-class Trainer:
-    """Runs epochs ``start_epoch..args.epochs`` and records them in ``experiment``."""
+@dataclass
+class TrainConfig:
+    """What the loop needs beyond model, optimizer and data; each field is the ``train`` option of its name."""
+    epochs: int  # the last epoch to run
+    lr_decay: int  # the learning rates are multiplied by ``gamma`` every ``lr_decay`` epochs
+    gamma: float
+    accumulate: int  # batches per optimizer update
+    batch_size: int  # per update step and process; with patch_size, named when memory runs out
+    patch_size: int
+    save_middle_models: bool  # keep model_<epoch>.pkl of every epoch
+    print_every: int  # a loss line every N batches
+    no_progress: bool  # no progress bar
 
-    def __init__(self, args, model, optimizer, train_set, val_set, experiment, history=None, rng_state=None,
+
+class Trainer:
+    """Runs epochs ``start_epoch..config.epochs`` and records them in ``experiment``."""
+
+    def __init__(self, config, model, optimizer, train_set, val_set, experiment, history=None, rng_state=None,
                  model_config=None):
-        self.args, self.model, self.optimizer = args, model, optimizer
+        self.config, self.model, self.optimizer = config, model, optimizer
         self.model_config = model_config or ModelConfig()
         self.train_set, self.val_set, self.exp = train_set, val_set, experiment
         self.history = list(history or [])
@@ -123,13 +139,13 @@ class Trainer:
         return row["psnr"], row["epoch"]
 
     def run(self, start_epoch):
-        for epoch in range(start_epoch, self.args.epochs + 1):
+        for epoch in range(start_epoch, self.config.epochs + 1):
             self.epoch(epoch)
 
     def epoch(self, epoch):
-        args = self.args
+        config = self.config
         started = time.time()
-        lr = self.optimizer.set_epoch(epoch, args.lr_decay, args.gamma)
+        lr = self.optimizer.set_epoch(epoch, config.lr_decay, config.gamma)
         self.exp.log(f"Epoch {epoch:3d} with Lr {lr:.2e}")
         losses = self.train_epoch(epoch)
         row = {"epoch": epoch, "lr": lr, **losses}
@@ -146,16 +162,16 @@ class Trainer:
                          f" | bicubic PSNR: {row['bicubic_psnr']:.3f}")
         if self.exp.writer:
             self.exp.save_epoch(self.model, self.optimizer.state(), epoch, self.history, self.rng_state,
-                                is_best=row["best"], keep_epoch_model=args.save_middle_models,
+                                is_best=row["best"], keep_epoch_model=config.save_middle_models,
                                 model_config=self.model_config)
             self.exp.write_metrics(self.history)
 
     def train_epoch(self, epoch):
         """Mean of each loss term over the epoch's batches."""
-        args = self.args
+        config = self.config
         self.train_set.set_epoch(epoch)
         self.model.train()
-        weights, updates = accumulation_weights(self.train_set.total_len, self.train_set.batch_size, args.accumulate)
+        weights, updates = accumulation_weights(self.train_set.total_len, self.train_set.batch_size, config.accumulate)
         sums = dict.fromkeys(("loss",) + TERMS, 0.0)
         bar = self.progress(len(weights), epoch)
         seen, started = 0, time.time()
@@ -165,9 +181,9 @@ class Trainer:
             except (RuntimeError, MemoryError) as err:
                 if is_out_of_memory(err):
                     raise TrainingError(
-                        f"out of memory at --batch-size {args.batch_size} --patch-size {args.patch_size}: lower "
+                        f"out of memory at --batch-size {config.batch_size} --patch-size {config.patch_size}: lower "
                         f"--batch-size and raise --accumulate (effective batch = batch-size x accumulate = "
-                        f"{args.batch_size * args.accumulate}), or lower --patch-size") from None
+                        f"{config.batch_size * config.accumulate}), or lower --patch-size") from None
                 raise
             if not np.isfinite(total):
                 raise TrainingError(f"epoch {epoch}, batch {i + 1}: the loss is {total}; lower --lr")
@@ -179,7 +195,7 @@ class Trainer:
             if bar is not None:
                 bar.set_postfix(loss=f"{means['loss']:.4f}", samples_s=f"{seen / (time.time() - started):.2f}")
                 bar.update(1)
-            if (i + 1) % args.print_every == 0:
+            if (i + 1) % config.print_every == 0:
                 self.exp.log(f"[{seen}/{self.train_set.total_len}]\tLoss : [total: {means['loss']:.4f}]"
                              + "".join(f"[{k}: {means[k]:.4f}]" for k in TERMS))
         if bar is not None:
@@ -188,7 +204,7 @@ class Trainer:
         return {k: v / n for k, v in sums.items()}
 
     def progress(self, total, epoch):
-        if self.args.no_progress or not self.exp.writer:
+        if self.config.no_progress or not self.exp.writer:
             return None
         from tqdm import tqdm
 
