@@ -12,6 +12,8 @@
 // correlation_kernels.inc is the operator's cuda_header (the geometry constants plus correlation_cuda.cu) with
 // its launches rewritten for cuda_host.h; forward_src.inc and backward_src.inc are the operator's cuda_src,
 // pasted into functions whose parameters carry the names jt.code gives the operator's pointers and shapes.
+// Built from the operator's cpu_header and cpu_src instead, the same program runs the C++ kernels (no
+// launches), which is how the test checks them under AddressSanitizer at the smallest sizes.
 #include "cuda_host.h"
 
 #include <cstdint>
