@@ -10,7 +10,9 @@ written among the input frames replace or mix with them. So:
 * a folder named by the user that already holds files of an earlier run is refused unless ``overwrite``, or
   ``resume``, which continues that run and so needs the folder to exist;
 * a folder another process is writing is always refused: every run holds an ``flock`` on ``<folder>/.lock``
-  (``lock``), which the operating system releases when the process ends, however it ends;
+  (``lock``), which the operating system releases when the process ends, however it ends. A process forked
+  from the run (Jittor's compiler pool) would inherit the lock and keep it after the run was killed, so forked
+  children drop their copy at once;
 * an output folder equal to, inside or around an input folder is refused (``check_apart``).
 """
 import fcntl
@@ -38,8 +40,34 @@ def _not_writable(path, err):
     return InputError(path, f"output folder is not writable ({err.strerror or err})")
 
 
+class LockFile:
+    """A held run-folder lock (an open file with an ``flock``); ``close`` releases it."""
+
+    def __init__(self, handle):
+        global _fork_hook_registered
+        self._handle = handle
+        if not _fork_hook_registered:
+            os.register_at_fork(after_in_child=_drop_inherited_locks)
+            _fork_hook_registered = True
+        _held.add(self)
+
+    def close(self):
+        _held.discard(self)
+        self._handle.close()
+
+
+_held = set()  # LockFile objects this process holds
+_fork_hook_registered = False
+
+
+def _drop_inherited_locks():
+    """In a child forked from a run: close the inherited lock files, so the lock ends with the run."""
+    for held in list(_held):
+        held.close()
+
+
 def lock(folder):
-    """Lock ``folder`` for this process and return the open lock file (the lock lasts until it is closed);
+    """Lock ``folder`` for this process and return the ``LockFile`` (the lock lasts until it is closed);
     InputError naming the holder's process id when another process (or another claim in this one) holds it."""
     path = os.path.join(folder, LOCK_FILE)
     try:
@@ -58,7 +86,7 @@ def lock(folder):
     handle.truncate()
     handle.write(f"{os.getpid()}\n")
     handle.flush()
-    return handle
+    return LockFile(handle)
 
 
 def claim(parent, name, default, overwrite=False, resume=False):

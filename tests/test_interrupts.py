@@ -132,3 +132,23 @@ def test_leftovers_of_a_killed_run_are_never_frames(tmp_path):
     (tmp_path / ("v.mp4" + PARTIAL + "1a2b3c4d")).write_bytes(b"not a video")
     assert [os.path.basename(p) for p in video_io.list_frames(folder)] == ["00000000.png", "00000001.png"]
     assert [v.name for v in video_io.discover(str(tmp_path))] == ["v"]
+
+
+def test_a_killed_runs_forked_children_do_not_keep_its_folder_locked(tmp_path):
+    """Jittor forks its compiler pool after infer has locked the run folder; killed outright, the run must not
+    leave that lock to the children (a --resume right away was refused as 'in use by another run')."""
+    from jittor_sbvsr import run_folder
+
+    code = (f"import os, time\nfrom jittor_sbvsr import run_folder\nheld = run_folder.lock({str(tmp_path)!r})\n"
+            "pid = os.fork()\nif pid == 0:\n    os.closerange(0, 3)\n    time.sleep(60)\n    os._exit(0)\n"
+            "print(pid, flush=True)\nos._exit(0)\n")  # ends without closing anything itself, as a killed run
+    # (a child of this process that dies of a signal would trip Jittor's SIGCHLD handler here)
+    proc = subprocess.run([sys.executable, "-c", code], env=dict(os.environ, PYTHONPATH=ROOT), capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    child = int(proc.stdout)
+    try:
+        os.kill(child, 0)  # the child lives on
+        run_folder.lock(str(tmp_path)).close()  # and yet the folder is free
+    finally:
+        os.kill(child, signal.SIGKILL)
