@@ -26,7 +26,8 @@ from .default_weights import (DEFAULT_CHECKPOINT, DEMO_WEIGHTS, MODEL_DIR, PRESE
                               describe_weights, resolve_model)
 from .files import AppendFile
 from .interrupts import default_sigchld, exit_status, sigterm_raises
-from .pipeline import RunSettings, Runner, describe_share, merge_metrics, summarize, summary_lines, write_summary
+from .pipeline import (RunSettings, Runner, describe_share, merge_metrics, metrics_file, summarize, summary_lines,
+                       write_summary)
 from .video_io import InputError, check_frame_files, discover, length_problem, pair_gt
 
 PROG = "infer"
@@ -317,16 +318,15 @@ def _run(args, model, model_path, untrained, videos, gt_pairs, run_dir, log, dem
     complete = False
     try:
         net = model if model is not None else build_model(model_path, log, args.allow_nonfinite)
-        runner = Runner(settings, net, log, run_dir, "metrics.csv" if group.size == 1 else
-                        f"metrics.rank{group.rank}.csv")
+        runner = Runner(settings, net, log, run_dir, metrics_file(group.rank, group.size))
+        shared = group.size > 1 and len(videos) == 1  # one video cut among the processes
         for share in shares:
             video = videos[share.video]
-            runner.run_video(video, gt_pairs.get(video.name), share.start, share.stop, encode=len(videos) > 1 or
-                             group.size == 1)
-        group.total(runner.written)  # wait until every process has written its frames
+            runner.run_video(video, gt_pairs.get(video.name), share.start, share.stop, encode=not shared)
+        group.barrier()  # wait until every process has written its frames
         if group.size > 1 and group.leader:
             runner.results = merge_metrics(run_dir, group.size, [v.name for v in videos])
-            if len(videos) == 1 and args.save_video:
+            if shared and args.save_video:
                 runner.encode_pngs(videos[0], [r.frame for r in runner.results])
         complete = True
     except KeyboardInterrupt as e:

@@ -401,12 +401,17 @@ def describe_share(videos, share):
     return f"{video.name} frames {share.start}..{'end' if share.stop is None else share.stop - 1}"
 
 
+def metrics_file(rank, size):
+    """The name of the metrics CSV that process ``rank`` of ``size`` writes while it runs."""
+    return "metrics.csv" if size == 1 else f"metrics.rank{rank}.csv"
+
+
 def merge_metrics(run_dir, size, video_order):
     """Merge the processes' ``metrics.rank<N>.csv`` into ``metrics.csv`` (videos in input order; a shared
     video's ranges follow rank order, which is frame order) and return the rows as FrameResults."""
     rows = []
     for rank in range(size):
-        path = os.path.join(run_dir, f"metrics.rank{rank}.csv")
+        path = os.path.join(run_dir, metrics_file(rank, size))
         with open(path, newline="", encoding="utf-8") as f:
             rows += list(csv.reader(f))[1:]
     rows.sort(key=lambda row: video_order.index(row[0]))  # stable: frame order within each video is kept
@@ -415,7 +420,7 @@ def merge_metrics(run_dir, size, video_order):
         writer.writerow(METRICS_COLUMNS)
         writer.writerows(rows)
     for rank in range(size):
-        os.remove(os.path.join(run_dir, f"metrics.rank{rank}.csv"))
+        os.remove(os.path.join(run_dir, metrics_file(rank, size)))
     return [FrameResult(video, frame, float(psnr) if psnr else None, float(ssim) if ssim else None,
                         dict(zip(resume.TIMES, map(float, times)))) for video, frame, psnr, ssim, *times in rows]
 

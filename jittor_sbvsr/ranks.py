@@ -7,7 +7,7 @@ process and the outputs are identical. On a GPU machine Jittor gives each rank t
 
 ``Group`` is the process group: rank and size from the variables the MPI launcher sets (the ones Jittor
 itself reads, so nothing is imported to learn them), a text broadcast from rank 0 (the run folder it
-claimed) and a barrier with a sum (frames written), both through Jittor's MPI operators.
+claimed) and a barrier, both through Jittor's MPI operators.
 """
 import os
 from dataclasses import dataclass
@@ -80,11 +80,10 @@ class Group:
         received = jt.array(data).mpi_broadcast(0).numpy().astype(np.uint8)
         return bytes(received).rstrip(b"\0").decode("utf-8")
 
-    def total(self, value):
-        """The sum of ``value`` over all ranks, once every rank has got here (a barrier)."""
+    def barrier(self):
+        """Return once every rank has got here."""
         if self.size == 1:
-            return value
+            return
         from .runtime import jittor
 
-        jt = jittor()
-        return int(jt.array([int(value)]).mpi_all_reduce("add").numpy()[0])
+        jittor().array([1]).mpi_all_reduce("add").sync()
