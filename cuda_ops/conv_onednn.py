@@ -73,5 +73,5 @@ def conv2d(x, weight, bias, stride, padding, dilation, precision="fp32", relu=Fa
 def _square(value, name):
     values = tuple(value) if isinstance(value, (tuple, list)) else (value, value)
     if values[0] != values[1]:
-        raise ValueError(f"conv2d_nhwc: only equal {name} in both directions is supported, got {values}")
+        raise ValueError(f"conv_onednn.conv2d: only equal {name} in both directions is supported, got {values}")
     return int(values[0])
