@@ -34,6 +34,7 @@ from .video_io import InputError
 
 PROG = "adapt"
 DEFAULT_STEPS = 200
+DEFAULT_KERNEL = "learn"
 SAVE_EVERY_S = 60.0  # seconds of training between saves of model_latest.pkl
 # adapted weights are kept only when they lower the held-out loss by at least this fraction: in the benchmark
 # (tools/bench_adapt.py) changes of a few tenths of a percent went either way in PSNR
@@ -59,6 +60,11 @@ def build_parser():
     p.add_argument("--batch-size", type=int, default=4, help="crops per step (default 4)")
     p.add_argument("--lr", type=float, default=1e-4, help="learning rate of every module but the flow net")
     p.add_argument("--flow-lr", type=float, default=1e-5, help="learning rate of PWC-Net")
+    p.add_argument("--kernel", default=DEFAULT_KERNEL, metavar="K",
+                   help="the blur that re-degrades the clip: 'learn' (KernelNet trained along, the paper's scheme), "
+                        "'estimate' (KernelNet's estimate from the starting weights, frozen), a Gaussian sigma in HR "
+                        "pixels (e.g. 2.4) or a .npy file of a 2-D kernel, when you know the clip's blur "
+                        f"(default {DEFAULT_KERNEL})")
     p.add_argument("--max-frames", type=int, default=100,
                    help="train on the first N frames of each video (they are kept in memory; default 100)")
     p.add_argument("--seed", type=int, default=1, help="seeds the crops and flips")
@@ -160,12 +166,13 @@ class Run:
             if os.path.exists(written) and os.path.samefile(written, self.model_path):
                 raise InputError(self.model_path, "is where this run writes its weights; the starting weights "
                                                   "are never overwritten: choose another --output")
+        model, _, self.config = load_model(self.model_path)
+        kernel = read_kernel(args.kernel, self.config.ksize)
         notes = []
         self.windows = LRWindows(read_clips(discover(args.input), args.max_frames, notes.append),
                                  args.patch_size, seed=args.seed)
-        model, _, self.config = load_model(self.model_path)
         self.start_weights = model_state(model)
-        self.adaptation = Adaptation(model, self.windows, args.batch_size, args.lr, args.flow_lr)
+        self.adaptation = Adaptation(model, self.windows, args.batch_size, args.lr, args.flow_lr, kernel=kernel)
         if resumed:
             self.exp, state = resumed
             try:
@@ -190,6 +197,7 @@ class Run:
                                    f"{self.args.minutes:g} minutes of training")
         self.exp.log(f"adapt: {args.input} from {describe_weights(self.model_path)} ({self.config.describe()})")
         self.exp.log(f"clip: {self.windows.describe()}")
+        self.exp.log(f"kernel: {describe_kernel(args.kernel)}")
         self.exp.log(f"training: {budget}, batch {args.batch_size} of {args.patch_size}x{args.patch_size} LR "
                      f"crops, lr {args.lr:g}, flow lr {args.flow_lr:g} | {runtime.report()}")
 
@@ -306,6 +314,46 @@ class Run:
                 "--overwrite"]  # the folder belongs to this adapt run: a resumed run redoes its inference
         return argv + [flag for flag, on in (("--border", args.border), ("--cpu", args.cpu),
                                              ("--quiet", args.quiet)) if on] + (["--gt", args.gt] if args.gt else [])
+
+
+def read_kernel(spec, ksize):
+    """``--kernel``: one of KERNEL_MODES as it is, else a known blur as a [ksize, ksize] float32 array summing to
+    1: a Gaussian of that sigma (HR pixels), or a .npy file of a square, odd-sized, non-negative 2-D kernel no
+    larger than ksize (zero-padded to it, normalised). InputError naming the file or value otherwise."""
+    import numpy as np
+
+    from .degrade import fspecial_gaussian
+    from .trainer.adaptation import KERNEL_MODES
+
+    if spec in KERNEL_MODES:
+        return spec
+    if not spec.endswith(".npy"):
+        try:
+            return fspecial_gaussian(float(spec), ksize).astype(np.float32)
+        except ValueError:
+            raise InputError(spec, f"--kernel is not {', '.join(KERNEL_MODES)}, a positive Gaussian sigma or a "
+                                   ".npy file") from None
+    try:
+        kernel = np.load(spec, allow_pickle=False)
+    except (OSError, ValueError) as err:
+        raise InputError(spec, f"cannot read the kernel ({err})") from None
+    if kernel.ndim != 2 or kernel.shape[0] != kernel.shape[1] or kernel.shape[0] % 2 != 1 or kernel.shape[0] > ksize:
+        raise InputError(spec, f"the kernel must be a square 2-D array of odd size at most {ksize} (got shape "
+                               f"{kernel.shape})")
+    if not np.issubdtype(kernel.dtype, np.number) or not np.all(np.isfinite(kernel)) or kernel.min() < 0 \
+            or not kernel.sum() > 0:
+        raise InputError(spec, "the kernel must hold finite, non-negative numbers with a positive sum")
+    pad = (ksize - kernel.shape[0]) // 2
+    return (np.pad(kernel.astype(np.float64), pad) / kernel.sum()).astype(np.float32)
+
+
+def describe_kernel(spec):
+    """The log's words for a ``--kernel`` value."""
+    if spec == "learn":
+        return "KernelNet's estimate, KernelNet trained along"
+    if spec == "estimate":
+        return "KernelNet's estimate from the starting weights (KernelNet frozen)"
+    return f"known: {f'Gaussian of sigma {spec}' if not spec.endswith('.npy') else spec} (KernelNet unused)"
 
 
 def better(before, after):

@@ -101,6 +101,54 @@ def test_errors_are_one_line_with_status_2(clip, tmp_path, capsys):
     assert stop.value.code == 2 and "multiple of 4" in capsys.readouterr().err
 
 
+def test_kernel_values_are_read_or_refused_in_one_line(clip, tmp_path, capsys):
+    from jittor_sbvsr.adapt import read_kernel
+    from jittor_sbvsr.degrade import fspecial_gaussian
+
+    assert read_kernel("learn", 13) == "learn" and read_kernel("estimate", 13) == "estimate"
+    gauss = read_kernel("2.4", 13)
+    assert gauss.shape == (13, 13) and gauss.dtype == np.float32 and np.allclose(gauss, fspecial_gaussian(2.4, 13))
+    small = tmp_path / "box.npy"
+    np.save(small, np.full((3, 3), 2.0))
+    padded = read_kernel(str(small), 13)
+    assert padded.shape == (13, 13) and np.isclose(padded.sum(), 1) and np.allclose(padded[5:8, 5:8], 1 / 9)
+    assert padded[:5].sum() == padded[8:].sum() == 0
+    bad = {"even.npy": np.ones((4, 4)), "big.npy": np.ones((15, 15)), "negative.npy": -np.eye(3),
+           "nan.npy": np.full((3, 3), np.nan)}
+    out = ["--output", str(tmp_path / "run")] + TINY
+    for name, kernel in bad.items():
+        np.save(tmp_path / name, kernel)
+        line = error_line(capsys, [clip["lr"], "--model", clip["start"], "--kernel", str(tmp_path / name)] + out)
+        assert str(tmp_path / name) in line and "kernel must" in line, line
+    for spec in ("sharp", "-1", "0", str(tmp_path / "missing.npy")):
+        line = error_line(capsys, [clip["lr"], "--model", clip["start"], "--kernel", spec] + out)
+        assert spec in line and "kernel" in line, line
+    assert not os.path.exists(tmp_path / "run")
+
+
+def test_a_known_kernel_replaces_the_estimate_and_frozen_modules_stay_put(clip):
+    from jittor_sbvsr import runtime
+    from jittor_sbvsr.degrade import fspecial_gaussian
+    from jittor_sbvsr.trainer.adaptation import Adaptation
+
+    jt = runtime.jittor()
+    kernel = fspecial_gaussian(2.4, 13).astype(np.float32)
+    for mode, flow_lr, frozen in ((kernel, 0.0, ("kernel_net", "flow_net")), ("estimate", 1e-3, ("kernel_net",)),
+                                  ("learn", 0.0, ("flow_net",))):
+        net, _, _ = load_model(clip["start"])
+        start = {k: v.numpy().copy() for k, v in net.state_dict().items()}
+        ad = Adaptation(net, LRWindows(read_clips(discover(clip["lr"])), 16), 2, 1e-3, flow_lr, kernel=mode)
+        for _ in range(2):
+            ad.step()
+        changed = {k.split(".")[0] for k, v in net.state_dict().items() if not np.array_equal(v.numpy(), start[k])}
+        assert not changed & set(frozen) and "recons_net" in changed, (frozen, changed)
+        assert ("kernel_net" in changed) == (isinstance(mode, str) and mode == "learn")
+    out, _ = net({"x": jt.array(ad.windows.batch(0, 2)), "mode": "train", "kernel": jt.array(kernel[None, None])})
+    assert out["est_kernel"].shape == (2, 1, 13, 13) and np.allclose(out["est_kernel"].numpy()[1, 0], kernel)
+    with pytest.raises(ValueError, match="unknown kernel mode"):
+        Adaptation(net, ad.windows, 2, 1e-3, 0.0, kernel="guess")
+
+
 def test_the_starting_weights_are_never_written(clip, tmp_path, capsys):
     folder = tmp_path / "run" / "model"
     folder.mkdir(parents=True)

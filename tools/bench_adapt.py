@@ -10,12 +10,14 @@ Clips (LR 64x64, 12 frames, made here so that the GT and the true kernel are kno
 * ``video``: the centre 256x256 of the first frames of a real video file (``--video``), sigma 1.6.
 
 Each clip is adapted from the same starting weights with the command's own pieces (LRWindows, Adaptation,
-defaults of the CLI). At the steps of ``--at`` and at the end of the ``--minutes`` budget the weights are
-scored: PSNR/SSIM of the SR output against GT (upstream metrics, the frames with a full window), the bicubic
-baseline, the estimated kernel's L1 error against the true one (tools/eval_weights.py), the held-out
-self-supervised loss the guard uses, and the training time (wall and process CPU seconds; scoring is not
-counted). The last row per clip says what the guard keeps. ``--plot`` draws the gain over the starting
-weights against steps and CPU minutes.
+defaults of the CLI), once per ``--kernels`` mode: adapt's ``--kernel learn`` / ``estimate``, or ``true``,
+the clip's true kernel given as a known blur (what ``--kernel SIGMA`` or ``--kernel FILE.npy`` does). At
+the steps of ``--at`` and at the end of the ``--minutes`` budget (or ``--steps``) the weights are scored:
+PSNR/SSIM of the SR output against GT (upstream metrics, the frames with a full window), the bicubic baseline,
+the estimated kernel's L1 error against the true one (tools/eval_weights.py), the held-out self-supervised
+loss the guard uses, and the training time (wall and process CPU seconds; scoring is not counted). The last
+row per clip says what the guard keeps. ``--plot`` draws the gain over the starting weights against steps and
+CPU minutes.
 """
 import argparse
 import json
@@ -72,15 +74,17 @@ def make_clips(names, video):
     return clips
 
 
-def adapt_clip(model_path, lr, hr, kernel, args):
-    """Rows of scores at step 0, at each step of ``args.at`` and at the end of the budget."""
+def adapt_clip(model_path, lr, hr, kernel, mode, args):
+    """Rows of scores at step 0, at each step of ``args.at`` and at the end of the budget; ``mode`` is adapt's
+    ``--kernel`` ("learn", "estimate") or "true" (the clip's true kernel given as a known blur)."""
     from jittor_sbvsr.data.lr_windows import LRWindows
     from jittor_sbvsr.trainer.adaptation import Adaptation
     from jittor_sbvsr.weights import load_model
 
     net, _, _ = load_model(model_path)
     windows = LRWindows([(SimpleNamespace(path="clip"), np.stack(lr))], args.patch_size)
-    ad = Adaptation(net, windows, args.batch_size, args.lr, args.flow_lr)
+    known = kernel.astype(np.float32) if mode == "true" else mode
+    ad = Adaptation(net, windows, args.batch_size, args.lr, args.flow_lr, kernel=known)
     rows, cpu, marks = [], 0.0, sorted(set(args.at))
 
     def score():
@@ -94,7 +98,7 @@ def adapt_clip(model_path, lr, hr, kernel, args):
               f"{row['held_out']:.5f}", flush=True)
 
     score()
-    while ad.seconds < 60 * args.minutes:
+    while ad.seconds < 60 * args.minutes and (args.steps is None or ad.steps < args.steps):
         started = time.process_time()
         ad.step()
         cpu += time.process_time() - started
@@ -133,7 +137,10 @@ def main(argv=None):
     p.add_argument("--clips", nargs="+", default=["in_range", "sigma2.4", "video"],
                    choices=["in_range", "sigma2.4", "video"])
     p.add_argument("--video", default="/tmp/bikes.mp4", help="real video for the 'video' clip")
+    p.add_argument("--kernels", nargs="+", default=["learn", "true"], choices=["learn", "estimate", "true"],
+                   help="adapt's --kernel modes to compare; 'true' passes the clip's true kernel")
     p.add_argument("--minutes", type=float, default=10.0, help="training time per clip (wall minutes)")
+    p.add_argument("--steps", type=int, help="stop after this many steps instead (or at --minutes, if sooner)")
     p.add_argument("--at", type=int, nargs="*", default=[10, 25, 50, 100, 150, 200, 300, 400, 600],
                    help="also score after these steps")
     for name in ("patch_size", "batch_size", "lr", "flow_lr"):
@@ -145,20 +152,21 @@ def main(argv=None):
     runtime.init()
     results = {}
     for name, (lr, hr, kernel) in make_clips(args.clips, args.video).items():
-        print(f"{name}: LR {lr[0].shape[1]}x{lr[0].shape[0]}, {len(lr)} frames", flush=True)
-        results[name] = adapt_clip(args.model, lr, hr, kernel, args)
-    print(f"\n{'clip':9s} {'bicubic':>8s} {'start':>8s} {'adapted':>8s} {'gain':>6s} {'guard':>8s} {'steps':>5s} "
-          f"{'CPU min':>7s} {'kernel L1 start/adapted':>24s}")
+        for mode in args.kernels:
+            print(f"{name}, --kernel {mode}: LR {lr[0].shape[1]}x{lr[0].shape[0]}, {len(lr)} frames", flush=True)
+            results[f"{name}/{mode}"] = adapt_clip(args.model, lr, hr, kernel, mode, args)
+    print(f"\n{'clip/kernel':18s} {'bicubic':>8s} {'start':>8s} {'adapted':>8s} {'gain':>6s} {'guard':>8s} "
+          f"{'steps':>5s} {'CPU min':>7s} {'kernel L1 start/adapted':>24s}")
     for name, rows in results.items():
         first, last = rows[0], rows[-1]
         kept = last if adapt.better({"loss": first["held_out"]}, {"loss": last["held_out"]}) else first
-        print(f"{name:9s} {first['bicubic_psnr']:8.3f} {first['psnr']:8.3f} {last['psnr']:8.3f} "
+        print(f"{name:18s} {first['bicubic_psnr']:8.3f} {first['psnr']:8.3f} {last['psnr']:8.3f} "
               f"{last['psnr'] - first['psnr']:+6.3f} {kept['psnr'] - first['psnr']:+8.3f} {last['step']:5d} "
               f"{last['cpu_s'] / 60:7.2f} {first['kernel_l1']:11.3f} / {last['kernel_l1']:.3f}")
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
-            json.dump({"model": args.model, "settings": {k: getattr(args, k) for k in
-                                                          ("minutes", "patch_size", "batch_size", "lr", "flow_lr")},
+            settings = ("minutes", "steps", "patch_size", "batch_size", "lr", "flow_lr", "kernels")
+            json.dump({"model": args.model, "settings": {k: getattr(args, k) for k in settings},
                        "results": results}, f, indent=1)
     if args.plot:
         plot(results, args.plot)

@@ -105,12 +105,17 @@ class PWC_Recons(nn.Module):
         return self.reconstruct(frame_list, split(feats), pyramids)
 
     def execute(self, input_dict):
+        """{"x": frames [B, 5, 3, h, w], "mode": "train" | "val" | "infer"} -> (outputs, None). An optional
+        "kernel" [1, 1, k, k] (a known blur, e.g. when adapting to a clip whose blur is known) replaces
+        KernelNet's estimate in the blur-down and is returned as "est_kernel"."""
         x, mode = input_dict["x"], input_dict["mode"]
         frames = [x[:, i] for i in range(self.n_sequence)]
         c = self.n_sequence // 2
         if mode not in ("train", "val", "infer"):
             raise ValueError(f"PWC_Recons: unknown mode {mode!r} (expected train, val or infer)")
-        est_kernel = self.kernel_net(jt.concat(frames, dim=1))
+        known = input_dict.get("kernel")
+        est_kernel = (self.kernel_net(jt.concat(frames, dim=1)) if known is None else
+                      known.broadcast((x.shape[0],) + tuple(known.shape[1:])))
         if mode == "infer":
             return {"recons": self.recons_forward(frames), "est_kernel": est_kernel}, None
         down = [blur_down(f, est_kernel, self.scale) for f in frames]

@@ -15,11 +15,12 @@ jt = jittor()
 TERMS = tuple(LOSS_WEIGHTS)
 
 
-def train_step(model, optimizer, x, weight=1.0, update=True):
-    """One forward pass in 'train' mode on x [B, 5, 3, p, p]; adds the gradient of weight * total loss to the
-    accumulated gradients and, when ``update``, applies one Adam update. Returns (total, {term: value}) as
-    floats (unweighted; under MPI, averaged over the processes like the gradients)."""
-    out, _ = model({"x": x, "mode": "train"})
+def train_step(model, optimizer, x, weight=1.0, update=True, kernel=None):
+    """One forward pass in 'train' mode on x [B, 5, 3, p, p] (with a known ``kernel`` [1, 1, k, k] instead of
+    KernelNet's estimate when given); adds the gradient of weight * total loss to the accumulated gradients
+    and, when ``update``, applies one Adam update. Returns (total, {term: value}) as floats (unweighted; under
+    MPI, averaged over the processes like the gradients)."""
+    out, _ = model(train_input(x, kernel))
     total, terms = train_loss(out)
     optimizer.backward(total * weight)
     if update:
@@ -88,14 +89,20 @@ def validate(model, val_set):
     return {k: v / max(n, 1) for k, v in sums.items()}
 
 
-def self_supervised_loss(model, batches):
-    """Mean total and terms of the training loss in 'train' mode over fixed batches [B, 5, 3, p, p], without
-    gradients: the score of weights on a clip that has no HR frames. Batches are weighted by their size."""
+def train_input(x, kernel=None):
+    """The network's 'train'-mode input dict, with the known ``kernel`` when there is one."""
+    return {"x": x, "mode": "train"} if kernel is None else {"x": x, "mode": "train", "kernel": kernel}
+
+
+def self_supervised_loss(model, batches, kernel=None):
+    """Mean total and terms of the training loss in 'train' mode over fixed batches [B, 5, 3, p, p] (with a
+    known ``kernel`` as ``train_step``), without gradients: the score of weights on a clip that has no HR
+    frames. Batches are weighted by their size."""
     sums, n = dict.fromkeys(("loss",) + TERMS, 0.0), 0
     model.eval()
     with jt.no_grad():
         for x in batches:
-            total, terms = train_loss(model({"x": x, "mode": "train"})[0])
+            total, terms = train_loss(model(train_input(x, kernel))[0])
             values = {"loss": total, **terms}
             jt.sync(list(values.values()))
             for k, v in values.items():
