@@ -2,7 +2,7 @@
 //
 // The primitive for a shape is created once and kept; source and destination stay NHWC (the layout this
 // project's CPU inference keeps between the layers of a stack); the weights (small next to the activations)
-// are reordered on each call into the layout and type the primitive prefers; a ReLU can be fused. In bf16
+// are reordered on each call into the layout and type the primitive prefers; a (leaky) ReLU can be fused. In bf16
 // mode the source is converted to bfloat16 and the convolution accumulates and writes float32, so the
 // layers around it are unchanged (Jittor 1.3.11 has no bf16 convolution on the CPU). In fp32 mode it
 // computes what Jittor's own convolution does, to float rounding.
@@ -31,14 +31,16 @@ inline dnnl::engine& engine() {
 
 // The cached convolution of one shape and mode. Shapes: source N x C x H x W, weights O x C x KH x KW,
 // destination N x O x OH x OW (NHWC in memory), symmetric padding, stride, dilation (PyTorch's convention).
+// ``relu``: whether a ReLU follows, with negative slope ``slope`` (0: plain ReLU, 0.1: PWC-Net's leaky one).
 inline Conv& get(int n, int c, int h, int w, int o, int kh, int kw, int oh, int ow, int stride, int pad,
-                 int dilation, bool bf16, bool relu) {
+                 int dilation, bool bf16, bool relu, float slope) {
     using namespace dnnl;
     static std::unordered_map<std::string, std::unique_ptr<Conv>> cache;
     static std::mutex lock;
     std::string key;
     for (int v : {n, c, h, w, o, kh, kw, oh, ow, stride, pad, dilation, int(bf16), int(relu)})
         key += std::to_string(v) + ",";
+    key += std::to_string(slope);
     std::lock_guard<std::mutex> guard(lock);
     auto found = cache.find(key);
     if (found != cache.end()) return *found->second;
@@ -56,7 +58,7 @@ inline Conv& get(int n, int c, int h, int w, int o, int kh, int kw, int oh, int 
     primitive_attr attr;
     if (relu) {
         post_ops ops;
-        ops.append_eltwise(1.f, algorithm::eltwise_relu, 0.f, 0.f);
+        ops.append_eltwise(1.f, algorithm::eltwise_relu, slope, 0.f);
         attr.set_post_ops(ops);
     }
     auto conv = std::unique_ptr<Conv>(new Conv{convolution_forward::primitive_desc(desc, attr, engine()), {}, {}, {}});
@@ -66,12 +68,13 @@ inline Conv& get(int n, int c, int h, int w, int o, int kh, int kw, int oh, int 
     return *cache.emplace(key, std::move(conv)).first->second;
 }
 
-// out[n, oh, ow, o] = conv(x[n, h, w, c], weight[o, c, kh, kw]) + bias[o] (then ReLU when ``relu``).
+// out[n, oh, ow, o] = conv(x[n, h, w, c], weight[o, c, kh, kw]) + bias[o] (then a ReLU of negative slope
+// ``slope`` when ``relu``).
 inline void forward(const float* x, const float* weight, const float* bias, float* out, int n, int h, int w, int c,
                     int o, int kh, int kw, int oh, int ow, int stride, int pad, int dilation, bool bf16,
-                    bool relu) {
+                    bool relu, float slope) {
     using namespace dnnl;
-    Conv& conv = get(n, c, h, w, o, kh, kw, oh, ow, stride, pad, dilation, bf16, relu);
+    Conv& conv = get(n, c, h, w, o, kh, kw, oh, ow, stride, pad, dilation, bf16, relu, slope);
     stream strm(engine());
     const auto f32 = memory::data_type::f32;
     const auto nhwc = memory::format_tag::nhwc;

@@ -1,6 +1,6 @@
 """Channels-last 2-D convolution on the CPU through oneDNN directly (``conv_onednn.cc``), fp32 or bf16.
 
-One ``jt.code`` operator per (precision, ReLU) variant, compiled on first use against the oneDNN that Jittor
+One ``jt.code`` operator per (precision, activation) variant, compiled on first use against the oneDNN that Jittor
 itself installed and links (``<Jittor home>/.cache/jittor/mkl/dnnl*``); shapes are read at run time, so one
 compiled operator serves every layer. Inference only: the operator has no backward.
 """
@@ -44,8 +44,9 @@ def bf16_support():
     return "native" if "avx512_bf16" in flags else "emulated" if "avx512bw" in flags else "none"
 
 
-def conv2d(x, weight, bias, stride, padding, dilation, precision="fp32", relu=False):
-    """x [N, H, W, C] conv weight [O, C, kh, kw] (+ bias [O]) -> [N, oh, ow, O] float32, then ReLU if ``relu``.
+def conv2d(x, weight, bias, stride, padding, dilation, precision="fp32", relu_slope=None):
+    """x [N, H, W, C] conv weight [O, C, kh, kw] (+ bias [O]) -> [N, oh, ow, O] float32, then, unless
+    ``relu_slope`` is None, a ReLU with that negative slope (0: plain ReLU), fused.
 
     Square strides, paddings and dilations only (``stride`` etc. may be pairs of equal values). ``precision``
     "bf16" converts source and weights to bfloat16 and accumulates in float32."""
@@ -61,8 +62,8 @@ def conv2d(x, weight, bias, stride, padding, dilation, precision="fp32", relu=Fa
     if bias is None:
         bias = jt.zeros((o,), "float32")
     home = onednn_home()
-    src = (f"sbvsr_onednn::forward(in0_p, in1_p, in2_p, out0_p, {_SHAPES}, {stride}, {padding}, {dilation}, "
-           f"{str(precision == 'bf16').lower()}, {str(relu).lower()});")
+    flags = f"{str(precision == 'bf16').lower()}, {str(relu_slope is not None).lower()}, {float(relu_slope or 0)!r}f"
+    src = f"sbvsr_onednn::forward(in0_p, in1_p, in2_p, out0_p, {_SHAPES}, {stride}, {padding}, {dilation}, {flags});"
     out = jt.code((n, oh, ow, o), "float32", [x.float32(), weight.float32(), bias.float32()], cpu_header=_SOURCE,
                   cpu_src=src)
     inc, lib = os.path.join(home, "include"), os.path.join(home, "lib")

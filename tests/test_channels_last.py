@@ -63,3 +63,20 @@ def test_layers_are_nchw_outside_apply_even_after_an_error(rng):
     with jt.no_grad(), pytest.raises(RuntimeError):
         channels_last.apply(failing, x)
     assert conv(x).shape == (1, 4, 6, 8)  # NCHW again: the NHWC form would read 6 as channels
+
+
+def test_pwc_flow_channels_last_matches_nchw(rng):
+    """PWC-Net's dense decoders and refiner run channels-last (leaky ReLU fused) in CPU inference; the flow
+    agrees with the NCHW layers (run with gradients) to float32 rounding."""
+    from jittor_sbvsr.models.pwc_net import Flow_PWC
+    from synthetic_data import seeded_init
+
+    net = Flow_PWC()
+    net.load_state_dict(seeded_init(net))
+    first, second = (jt.array(rng.random((1, 3, 40, 72)).astype(np.float32)) for _ in range(2))
+    want = net(first, second).numpy()
+    with jt.no_grad():
+        assert channels_last.wanted() == (not jt.flags.use_cuda)
+        got = net(first, second).numpy()
+    assert got.shape == want.shape == (1, 2, 40, 72) and np.abs(want).max() > 0.1
+    assert rel_err(got, want) < 1e-4

@@ -26,11 +26,13 @@ def test_matches_jittors_convolution(stride, padding, dilation):
     with jt.no_grad():
         got = {p: conv_onednn.conv2d(nhwc, weight, bias, stride, padding, dilation, p).numpy().transpose(0, 3, 1, 2)
                for p in conv_onednn.PRECISIONS}
-        relu = conv_onednn.conv2d(nhwc, weight, bias, stride, padding, dilation, relu=True).numpy()
+        relu, leaky = (conv_onednn.conv2d(nhwc, weight, bias, stride, padding, dilation, relu_slope=slope)
+                       .numpy().transpose(0, 3, 1, 2) for slope in (0.0, 0.1))
     scale = np.abs(want).max()
     assert got["fp32"].shape == want.shape
     assert np.abs(got["fp32"] - want).max() <= 1e-5 * scale
-    assert np.abs(relu.transpose(0, 3, 1, 2) - np.maximum(want, 0)).max() <= 1e-5 * scale
+    assert np.abs(relu - np.maximum(want, 0)).max() <= 1e-5 * scale
+    assert np.abs(leaky - np.where(want > 0, want, 0.1 * want)).max() <= 1e-5 * scale and (want < 0).any()
     # bfloat16 keeps 8 bits of mantissa: each product is off by up to ~2^-8 relative, sums of 216 terms average
     error = np.abs(got["bf16"] - want)
     assert 1e-4 * scale < error.max() <= 2e-2 * scale  # really reduced, and only by rounding

@@ -35,19 +35,27 @@ def wanted():
 
 
 def apply(layers, x):
-    """``layers(x)`` for an NCHW tensor x, computed channels-last when ``wanted()``; returns NCHW.
+    """``layers(x)`` for an NCHW tensor x, computed channels-last when ``wanted()``; returns NCHW (a tensor, or a
+    tuple of tensors when ``layers`` returns one).
 
-    ``layers`` may contain this module's ``Conv2d`` and ``PixelShuffle`` and layout-free operations
-    (activations, sums); it must not concatenate or slice channels.
+    ``layers`` may contain this module's ``Conv2d``, ``ConvLeakyReLU`` and ``PixelShuffle``, layout-free
+    operations (activations, sums) and concatenations along ``channel_axis()``; nothing else that depends on
+    where the channels are.
     """
     global _active
     if _active or not wanted():
         return layers(x)
     _active = True
     try:
-        return layers(x.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+        out = layers(x.transpose(0, 2, 3, 1))
     finally:
         _active = False
+    return tuple(t.transpose(0, 3, 1, 2) for t in out) if isinstance(out, tuple) else out.transpose(0, 3, 1, 2)
+
+
+def channel_axis():
+    """The axis of the channels now: 3 inside a channels-last ``apply``, else 1."""
+    return 3 if _active else 1
 
 
 @contextlib.contextmanager
@@ -87,15 +95,16 @@ class Conv2d(nn.Conv2d):
     """``nn.Conv2d`` (same parameters and state-dict keys) that takes NHWC tensors inside ``apply`` and, inside
     ``precision("bf16")``, convolves in bfloat16 through oneDNN."""
 
-    def execute(self, x, relu=False):
-        """The convolution of x, then a ReLU when ``relu``: straight through oneDNN inside ``apply`` when it is
-        installed (ReLU fused), else Jittor's convolution. bf16 (``precision``) exists only on the first path."""
+    def execute(self, x, relu_slope=None):
+        """The convolution of x, then, unless ``relu_slope`` is None, a ReLU with that negative slope (0: plain
+        ReLU): straight through oneDNN inside ``apply`` when it is installed (activation fused), else Jittor's
+        convolution. bf16 (``precision``) exists only on the first path."""
         if _active and _direct():
             from cuda_ops import conv_onednn
 
             assert self.groups == 1, "channels-last Conv2d supports groups=1 only"
             return conv_onednn.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation,
-                                      _precision, relu)
+                                      _precision, relu_slope)
         if _precision != "fp32":
             raise RuntimeError(f"{_precision} convolutions run only in CPU inference with Jittor's oneDNN")
         if not _active:
@@ -103,7 +112,19 @@ class Conv2d(nn.Conv2d):
         else:
             assert self.groups == 1, "channels-last Conv2d supports groups=1 only"
             y = conv2d_nhwc(x, self.weight, self.bias, self.stride, self.padding, self.dilation)
-        return nn.relu(y) if relu else y
+        return y if relu_slope is None else nn.leaky_relu(y, relu_slope) if relu_slope else nn.relu(y)
+
+
+class ConvLeakyReLU(nn.Sequential):
+    """``nn.Sequential(Conv2d, LeakyReLU(slope))`` (the same state-dict keys: the convolution is item 0) whose
+    activation is fused into the convolution when it goes straight to oneDNN."""
+
+    def __init__(self, conv, slope):
+        super().__init__(conv, nn.LeakyReLU(slope))
+        self.slope = slope
+
+    def execute(self, x):
+        return self[0](x, relu_slope=self.slope)
 
 
 class PixelShuffle(nn.PixelShuffle):

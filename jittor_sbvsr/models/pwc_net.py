@@ -9,6 +9,7 @@ import numpy as np
 
 import cuda_ops
 from ..runtime import jittor
+from . import channels_last
 
 jt = jittor()
 nn = jt.nn
@@ -18,8 +19,10 @@ def lrelu():
     return nn.LeakyReLU(0.1)
 
 
-def conv3x3(cin, cout, stride=1, dilation=1):
-    return nn.Conv2d(cin, cout, 3, stride=stride, padding=dilation, dilation=dilation)
+def conv3x3(cin, cout, stride=1, dilation=1, layer=channels_last.Conv2d):
+    """A 3x3 convolution keeping the size (or halving it at stride 2): by default one that can run channels-last
+    (decoders, refiner); the extractor passes ``nn.Conv2d`` (its pyramid stays NCHW and fp32)."""
+    return layer(cin, cout, 3, stride=stride, padding=dilation, dilation=dilation)
 
 
 def backward_warp(image, flow):
@@ -50,9 +53,9 @@ class Extractor(nn.Module):
         super().__init__()
         for name, cin, cout in zip(self.NAMES, self.CHANNELS[:-1], self.CHANNELS[1:]):
             setattr(self, name, nn.Sequential(
-                conv3x3(cin, cout, stride=2), lrelu(),
-                conv3x3(cout, cout), lrelu(),
-                conv3x3(cout, cout), lrelu(),
+                conv3x3(cin, cout, stride=2, layer=nn.Conv2d), lrelu(),
+                conv3x3(cout, cout, layer=nn.Conv2d), lrelu(),
+                conv3x3(cout, cout, layer=nn.Conv2d), lrelu(),
             ))
 
     def execute(self, image):
@@ -81,12 +84,15 @@ class Decoder(nn.Module):
             self.backward_scale = 20.0 / 2 ** level
         cin = cur
         for name, cout in self.DENSE:
-            setattr(self, name, nn.Sequential(conv3x3(cin, cout), lrelu()))
+            setattr(self, name, channels_last.ConvLeakyReLU(conv3x3(cin, cout), 0.1))
             cin += cout
         self.moduleSix = nn.Sequential(conv3x3(cin, 2))
         self.level = level
 
-    def execute(self, first, second, previous):
+    def execute(self, first, second, previous, refiner=None):
+        """{"flow", "feat"} of this level from the two images' features and the coarser level's estimate; with
+        ``refiner`` (the finest level) only {"flow"}, refined. The dense block (and the refiner) run
+        channels-last in CPU inference (``channels_last.apply``)."""
         if previous is None:
             feat = nn.leaky_relu(cuda_ops.correlation(first, second), 0.1)
         else:
@@ -95,9 +101,16 @@ class Decoder(nn.Module):
             warped = backward_warp(second, flow * self.backward_scale)
             volume = nn.leaky_relu(cuda_ops.correlation(first, warped), 0.1)
             feat = jt.concat([volume, first, flow, feat_up], dim=1)
-        for name, _ in self.DENSE:
-            feat = jt.concat([getattr(self, name)(feat), feat], dim=1)
-        return {"flow": self.moduleSix(feat), "feat": feat}
+
+        def dense(feat):
+            axis = channels_last.channel_axis()
+            for name, _ in self.DENSE:
+                feat = jt.concat([getattr(self, name)(feat), feat], dim=axis)
+            flow = self.moduleSix(feat)
+            return flow + refiner(feat) if refiner is not None else (flow, feat)
+
+        out = channels_last.apply(dense, feat)
+        return {"flow": out} if refiner is not None else dict(zip(("flow", "feat"), out))
 
 
 class Refiner(nn.Module):
@@ -142,8 +155,9 @@ class Network(nn.Module):
     def decode(self, first_levels, second_levels):
         estimate = None
         for name, level in self.LEVELS:
-            estimate = getattr(self, name)(first_levels[level - 1], second_levels[level - 1], estimate)
-        return estimate["flow"] + self.moduleRefiner(estimate["feat"])
+            refiner = self.moduleRefiner if level == self.LEVELS[-1][1] else None
+            estimate = getattr(self, name)(first_levels[level - 1], second_levels[level - 1], estimate, refiner)
+        return estimate["flow"]
 
     def execute(self, first, second):
         return self.decode(self.extract(first), self.extract(second))

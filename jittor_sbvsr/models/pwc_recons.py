@@ -27,7 +27,7 @@ class ResBlock(nn.Module):
         self.conv2 = conv(planes, planes, kernel_size)
 
     def execute(self, x):
-        return self.conv2(self.conv1(x, relu=True)) + x
+        return self.conv2(self.conv1(x, relu_slope=0.0)) + x
 
 
 def blur_down(x, kernel, scale):
