@@ -1,10 +1,13 @@
 """Fine-tune Self-Blind-VSR on the clip you want to restore, then restore it: ``python -m jittor_sbvsr.adapt``.
 
 The training signal needs no HR frames (the network restores its own input after blurring and decimating it
-with the kernel it estimates), so it can be applied to the very clip a user has. Steps of the trainer's loss
-on crops of the clip's LR frames (``trainer.adaptation``) start from trained weights; held-out windows of the
-clip are scored before and after, and adapted weights that do not improve that score by KEEP_MARGIN are
-not kept. Then ``infer`` runs on the clip with the weights kept.
+again), so it can be applied to the very clip a user has. The blur used for that is ``--kernel``: the clip's
+own blur when the user knows it (a Gaussian sigma or a kernel file), else KernelNet's estimate, trained along
+or frozen. Measured (README): with the clip's true blur adapting gains, outside the training range by more
+than 1 dB; with the estimates it lost PSNR, so a kernel must be chosen explicitly. Steps of the trainer's
+loss on crops of the clip's LR frames (``trainer.adaptation``) start from trained weights; held-out windows
+of the clip are scored before and after, and adapted weights that do not improve that score by KEEP_MARGIN
+are not kept. Then ``infer`` runs on the clip with the weights kept.
 
 Folder (``--output DIR``)::
 
@@ -34,7 +37,6 @@ from .video_io import InputError
 
 PROG = "adapt"
 DEFAULT_STEPS = 200
-DEFAULT_KERNEL = "learn"
 SAVE_EVERY_S = 60.0  # seconds of training between saves of model_latest.pkl
 # adapted weights are kept only when they lower the held-out loss by at least this fraction: in the benchmark
 # (tools/bench_adapt.py) changes of a few tenths of a percent went either way in PSNR
@@ -48,8 +50,8 @@ def build_parser():
         prog="python -m jittor_sbvsr.adapt", formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Self-supervised fine-tuning of Self-Blind-VSR on a low-resolution clip (no HR frames "
                     "needed), then super-resolution of that clip with the adapted weights.",
-        epilog="examples:\n  python -m jittor_sbvsr.adapt clip.mp4 --minutes 10 --output adapted/clip\n"
-               "  python -m jittor_sbvsr.adapt LR_frames/ --steps 300 --gt HR_frames/\n"
+        epilog="examples:\n  python -m jittor_sbvsr.adapt clip.mp4 --kernel 1.6 --minutes 10 --output adapted/clip\n"
+               "  python -m jittor_sbvsr.adapt LR_frames/ --kernel my_kernel.npy --steps 300 --gt HR_frames/\n"
                "  python -m jittor_sbvsr.adapt --resume adapted/clip --steps 500")
     p.add_argument("input", nargs="?", help="folder of frames, dataset folder of videos or video file (as infer)")
     p.add_argument("--model", help="starting weights (never written to); default: infer's default weights")
@@ -58,13 +60,15 @@ def build_parser():
     budget.add_argument("--minutes", type=float, help="adapt for this many minutes of training time in all")
     p.add_argument("--patch-size", type=int, default=32, help="LR crop size in pixels, a multiple of 4 (default 32)")
     p.add_argument("--batch-size", type=int, default=4, help="crops per step (default 4)")
-    p.add_argument("--lr", type=float, default=1e-4, help="learning rate of every module but the flow net")
-    p.add_argument("--flow-lr", type=float, default=1e-5, help="learning rate of PWC-Net")
-    p.add_argument("--kernel", default=DEFAULT_KERNEL, metavar="K",
-                   help="the blur that re-degrades the clip: 'learn' (KernelNet trained along, the paper's scheme), "
-                        "'estimate' (KernelNet's estimate from the starting weights, frozen), a Gaussian sigma in HR "
-                        "pixels (e.g. 2.4) or a .npy file of a 2-D kernel, when you know the clip's blur "
-                        f"(default {DEFAULT_KERNEL})")
+    p.add_argument("--kernel", metavar="K",
+                   help="required: the clip's blur, which re-degrades it: a Gaussian sigma in HR pixels (e.g. 1.6) or "
+                        "a .npy file of a 2-D kernel; or, blind, 'learn' (KernelNet trained along, the paper's scheme) "
+                        "or 'estimate' (KernelNet's estimate from the starting weights, frozen), which lowered PSNR in "
+                        "every measurement (README)")
+    p.add_argument("--lr", type=float, default=2e-5,
+                   help="learning rate of every module but the flow net (default 2e-5)")
+    p.add_argument("--flow-lr", type=float, default=0.0,
+                   help="learning rate of PWC-Net (default 0: frozen)")
     p.add_argument("--max-frames", type=int, default=100,
                    help="train on the first N frames of each video (they are kept in memory; default 100)")
     p.add_argument("--seed", type=int, default=1, help="seeds the crops and flips")
@@ -103,6 +107,9 @@ def parse_args(argv):
     args = parser.parse_args(argv)
     if not args.input:
         parser.error("give an input (frame folder, dataset folder or video file) or --resume DIR")
+    if not args.kernel:
+        parser.error("give --kernel: the clip's blur as a Gaussian sigma in HR pixels (e.g. 1.6) or a .npy kernel; "
+                     "--kernel learn or estimate adapt blind, which lowered PSNR in every measurement (README)")
     if args.steps is None and args.minutes is None:
         args.steps = DEFAULT_STEPS
     if args.patch_size < 16 or args.patch_size % 4:

@@ -25,7 +25,7 @@ from jittor_sbvsr.weights import load_model
 from synthetic_data import seeded_init, write_frames
 
 CONFIG = ModelConfig(n_feat=16, extra_rbs=1, recons_rbs=2)
-TINY = ["--patch-size", "16", "--batch-size", "2", "--quiet", "--log-every", "1"]
+TINY = ["--kernel", "1.2", "--patch-size", "16", "--batch-size", "2", "--quiet", "--log-every", "1"]
 
 
 @pytest.fixture(scope="module")
@@ -97,8 +97,11 @@ def test_errors_are_one_line_with_status_2(clip, tmp_path, capsys):
     assert "config.json: not found" in line
     assert not os.path.exists(tmp_path / "run")
     with pytest.raises(SystemExit) as stop:
-        main([clip["lr"], "--patch-size", "18"])
+        main([clip["lr"], "--kernel", "1.2", "--patch-size", "18"])
     assert stop.value.code == 2 and "multiple of 4" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as stop:
+        main([clip["lr"]])
+    assert stop.value.code == 2 and "give --kernel" in capsys.readouterr().err
 
 
 def test_kernel_values_are_read_or_refused_in_one_line(clip, tmp_path, capsys):
@@ -118,10 +121,10 @@ def test_kernel_values_are_read_or_refused_in_one_line(clip, tmp_path, capsys):
     out = ["--output", str(tmp_path / "run")] + TINY
     for name, kernel in bad.items():
         np.save(tmp_path / name, kernel)
-        line = error_line(capsys, [clip["lr"], "--model", clip["start"], "--kernel", str(tmp_path / name)] + out)
+        line = error_line(capsys, [clip["lr"], "--model", clip["start"]] + out + ["--kernel", str(tmp_path / name)])
         assert str(tmp_path / name) in line and "kernel must" in line, line
     for spec in ("sharp", "-1", "0", str(tmp_path / "missing.npy")):
-        line = error_line(capsys, [clip["lr"], "--model", clip["start"], "--kernel", spec] + out)
+        line = error_line(capsys, [clip["lr"], "--model", clip["start"]] + out + ["--kernel", spec])
         assert spec in line and "kernel" in line, line
     assert not os.path.exists(tmp_path / "run")
 

@@ -15,12 +15,31 @@ def test_report_on_this_machine(capsys, tmp_path, monkeypatch):
     code = doctor.main()
     out = capsys.readouterr().out
     names = [line.split()[1] for line in out.splitlines() if line.split() and line.split()[0] in ("ok", "note", "FAIL")]
-    for name in ("python", "numpy", "jittor", "oneDNN", "CUDA", "correlation", "cache", "weights", "imageio-ffmpeg"):
+    for name in ("python", "numpy", "jittor", "oneDNN", "CUDA", "correlation", "cache", "weights", "imageio-ffmpeg",
+                 "bf16"):
         assert name in names, out
     assert names.index("cache") < names.index("jittor")  # checked before the import compiles into it
     assert "fix: for upstream's results put self_blind_vsr_gaussian.pt there" in out
     assert "infer uses the shipped demo weights" in out and "sbvsr_demo_x4.pkl" in out
     assert code == (1 if "FAIL" in out else 0)
+
+
+def test_bf16_advice_follows_the_measured_speed(monkeypatch):
+    """doctor measures bf16 against fp32 instead of trusting the CPU's flags, and advises fp32 when bf16 is
+    not faster."""
+    from cuda_ops import conv_onednn
+    from jittor_sbvsr import runtime
+
+    jt = runtime.init()
+    if not conv_onednn.available() or conv_onednn.bf16_support() == "none":
+        return
+    speed = doctor.bf16_speed(jt, conv_onednn, repeats=2)
+    assert 0.05 < speed < 20
+    for measured, status in ((0.6, "note"), (1.9, "ok")):
+        monkeypatch.setattr(doctor, "bf16_speed", lambda *a, **k: measured)
+        check = doctor.check_bf16(jt)
+        assert check.status == status and f"{measured:.2f}x the speed of fp32" in check.detail, check
+        assert ("keep the default --precision fp32" in (check.fix or "")) == (status == "note")
 
 
 def test_weights_without_any_file(tmp_path, monkeypatch):

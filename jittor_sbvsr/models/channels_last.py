@@ -34,16 +34,17 @@ def wanted():
     return inference_layout() == "NHWC" and bool(jt.flags.no_grad)
 
 
-def apply(layers, x):
-    """``layers(x)`` for an NCHW tensor x, computed channels-last when ``wanted()``; returns NCHW (a tensor, or a
-    tuple of tensors when ``layers`` returns one).
+def apply(layers, x, direct_only=False):
+    """``layers(x)`` for an NCHW tensor x, computed channels-last when ``wanted()`` (and, with ``direct_only``,
+    only when the convolutions go straight to oneDNN); returns NCHW (a tensor, or a tuple of tensors when
+    ``layers`` returns one).
 
     ``layers`` may contain this module's ``Conv2d``, ``ConvLeakyReLU`` and ``PixelShuffle``, layout-free
     operations (activations, sums) and concatenations along ``channel_axis()``; nothing else that depends on
     where the channels are.
     """
     global _active
-    if _active or not wanted():
+    if _active or not wanted() or (direct_only and not _direct()):
         return layers(x)
     _active = True
     try:

@@ -92,7 +92,7 @@ class Decoder(nn.Module):
     def execute(self, first, second, previous, refiner=None):
         """{"flow", "feat"} of this level from the two images' features and the coarser level's estimate; with
         ``refiner`` (the finest level) only {"flow"}, refined. The dense block (and the refiner) run
-        channels-last in CPU inference (``channels_last.apply``)."""
+        channels-last in fp32 in CPU inference when oneDNN is reached directly (``channels_last.apply``)."""
         if previous is None:
             feat = nn.leaky_relu(cuda_ops.correlation(first, second), 0.1)
         else:
@@ -109,7 +109,10 @@ class Decoder(nn.Module):
             flow = self.moduleSix(feat)
             return flow + refiner(feat) if refiner is not None else (flow, feat)
 
-        out = channels_last.apply(dense, feat)
+        # fp32 whatever --precision says: in bf16 these small layers measured 3x slower on an Intel Xeon (oneDNN
+        # 2.2), and the flow's accuracy is then not in question (docs/cpu-performance.md)
+        with channels_last.precision("fp32"):
+            out = channels_last.apply(dense, feat, direct_only=True)  # else the NCHW layers, as before the operator
         return {"flow": out} if refiner is not None else dict(zip(("flow", "feat"), out))
 
 
