@@ -84,7 +84,7 @@ def test_too_few_windows_are_scored_on_training_windows(clip):
 # ----------------------------------------------------------------------------------------------- errors
 
 def test_errors_are_one_line_with_status_2(clip, tmp_path, capsys):
-    out = ["--output", str(tmp_path / "run")]
+    out = ["--output", str(tmp_path / "run"), "--kernel", "1.2"]
     line = error_line(capsys, [clip["short"], "--model", clip["start"]] + TINY + out)
     assert clip["short"] in line and "4 frame(s)" in line and "at least 5" in line
     line = error_line(capsys, [clip["lr"], "--model", clip["start"], "--patch-size", "32"] + out)
