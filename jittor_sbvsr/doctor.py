@@ -97,7 +97,8 @@ def check_bf16(jt):
         return Check("note", "bf16", "--precision bf16 cannot run on this CPU (no AVX-512)",
                      "keep the default --precision fp32")
     if not conv_onednn.available():
-        return Check("note", "bf16", "--precision bf16 runs on the CPU only (this run uses CUDA)")
+        return Check("note", "bf16", "--precision bf16 runs only on the CPU with Jittor's oneDNN, which this run "
+                                     "does not use (CUDA, or oneDNN off)")
     speed = bf16_speed(jt, conv_onednn)
     has = "has AVX512-BF16" if support == "native" else "emulates bf16 (no AVX512-BF16)"
     if speed < BF16_WORTH:
