@@ -57,8 +57,7 @@ def conv2d(x, weight, bias, stride, padding, dilation, precision="fp32", relu_sl
                                                                   (dilation, "dilation")))
     n, h, w, _ = x.shape
     o, _, kh, kw = weight.shape
-    oh = (h + 2 * padding - dilation * (kh - 1) - 1) // stride + 1
-    ow = (w + 2 * padding - dilation * (kw - 1) - 1) // stride + 1
+    oh, ow = (output_length(size, k, stride, padding, dilation) for size, k in ((h, kh), (w, kw)))
     if bias is None:
         bias = jt.zeros((o,), "float32")
     home = onednn_home()
@@ -69,6 +68,11 @@ def conv2d(x, weight, bias, stride, padding, dilation, precision="fp32", relu_sl
     inc, lib = os.path.join(home, "include"), os.path.join(home, "lib")
     out.compile_options = {f'FLAGS: -I"{inc}" -L"{lib}" -lmkldnn -Wl,-rpath,"{lib}" ': 1}
     return out
+
+
+def output_length(size, kernel, stride, padding, dilation):
+    """Length of a convolution's output along one axis (PyTorch's rule, which Jittor follows)."""
+    return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
 
 
 def _square(value, name):

@@ -77,10 +77,11 @@ def precision(name):
 
 def conv2d_nhwc(x, weight, bias, stride, padding, dilation):
     """Convolution of x [N, H, W, C] with weight [O, C, kh, kw] (PyTorch layout) -> [N, oh, ow, O]."""
+    from cuda_ops.conv_onednn import output_length
+
     n, h, w, c = x.shape
     o, _, kh, kw = weight.shape
-    oh = (h + 2 * padding[0] - dilation[0] * (kh - 1) - 1) // stride[0] + 1
-    ow = (w + 2 * padding[1] - dilation[1] * (kw - 1) - 1) // stride[1] + 1
+    oh, ow = (output_length(*dims) for dims in zip((h, w), (kh, kw), stride, padding, dilation))
     with jt.flag_scope(amp_reg=jt.flags.amp_reg | 36):  # as nn.conv2d: keep float32 accumulation
         patches = x.reindex([n, oh, ow, o, c, kh, kw], [
             "i0",
