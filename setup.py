@@ -1,6 +1,8 @@
 """jittor-sbvsr: Self-Blind-VSR (Bai & Pan, TPAMI 2024) in Jittor."""
 from setuptools import setup
 
+X86_LINUX = 'platform_system == "Linux" and platform_machine == "x86_64"'
+
 setup(
     name="jittor-sbvsr",
     version="0.1.0",
@@ -14,6 +16,10 @@ setup(
         "jittor==1.3.11.0",
         "numpy<2",  # numpy 2 makes Jittor 1.3.11 return wrong values silently
         "jittor-offline==0.0.7",  # oneDNN tarball for Jittor, so the first import needs no download
+        # oneDNN 3 (GNU OpenMP build, as Jittor's) for the channels-last CPU convolutions: AMX bf16 kernels and
+        # faster fp32 ones than Jittor's oneDNN 2.2 (cuda_ops/onednn_library.py); x86-64 Linux wheels only
+        f"onednn-cpu-gomp==2023.2.0; {X86_LINUX}",
+        f"onednn-devel-cpu-gomp==2023.2.0; {X86_LINUX}",
         "imageio",
         "imageio-ffmpeg",
         "pillow",

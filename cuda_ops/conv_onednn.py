@@ -1,36 +1,44 @@
 """Channels-last 2-D convolution on the CPU through oneDNN directly (``conv_onednn.cc``), fp32 or bf16.
 
-One ``jt.code`` operator per (precision, activation) variant, compiled on first use against the oneDNN that Jittor
-itself installed and links (``<Jittor home>/.cache/jittor/mkl/dnnl*``); shapes are read at run time, so one
-compiled operator serves every layer. Inference only: the operator has no backward.
+``conv_onednn.cc`` is built as a library of its own against the oneDNN that ``onednn_library`` selects (oneDNN 3
+from its wheel, or the oneDNN 2 Jittor installed); one small ``jt.code`` operator per library calls into it, so
+one compiled operator serves every layer, precision and activation (shapes are read at run time). Inference
+only: the operator has no backward.
 """
-import glob
-import os
-from functools import lru_cache
-from pathlib import Path
-
 from .host import loaded_jittor
+from . import onednn_library
 
 PRECISIONS = ("fp32", "bf16")
-_SOURCE = (Path(__file__).resolve().parent / "conv_onednn.cc").read_text(encoding="utf-8")
-# (n, h, w, c, o, kh, kw, oh, ow) of conv_onednn.cc's forward
+# (n, h, w, c, o, kh, kw, oh, ow) of sbvsr_conv_forward in conv_onednn.cc
 _SHAPES = ("in0_shape0, in0_shape1, in0_shape2, in0_shape3, in1_shape0, in1_shape2, in1_shape3, "
            "out0_shape1, out0_shape2")
-
-
-@lru_cache(maxsize=None)
-def onednn_home():
-    """The folder of the oneDNN Jittor installed (``include/``, ``lib/``), or None."""
-    import jittor_utils
-
-    found = sorted(glob.glob(os.path.join(jittor_utils.home(), ".cache", "jittor", "mkl", "dnnl*", "include")))
-    return os.path.dirname(found[0]) if found else None
+# The operator's side: find sbvsr_conv_forward in the built library (LIBRARY: its path as a C string).
+_CALLER = r"""
+#include <dlfcn.h>
+#include <stdexcept>
+#include <string>
+namespace sbvsr_onednn {
+typedef int (*forward_fn)(const float*, const float*, const float*, float*, int, int, int, int, int, int, int,
+                          int, int, int, int, int, int, int, float, char*, int);
+inline forward_fn forward() {
+    static forward_fn fn = [] {
+        void* lib = dlopen(LIBRARY, RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND);
+        void* symbol = lib ? dlsym(lib, "sbvsr_conv_forward") : nullptr;
+        if (!symbol) throw std::runtime_error(std::string("conv_onednn: cannot load ") + LIBRARY + ": " + dlerror());
+        return reinterpret_cast<forward_fn>(symbol);
+    }();
+    return fn;
+}
+inline void run(int status, const char* error) {
+    if (status != 0) throw std::runtime_error(std::string("conv_onednn: ") + error);
+}
+}  // namespace sbvsr_onednn
+"""
 
 
 def available():
-    """Whether this operator can run now: on the CPU, with Jittor's oneDNN present."""
-    jt = loaded_jittor()
-    return not jt.flags.use_cuda and bool(jt.compile_extern.use_mkl) and onednn_home() is not None
+    """Whether this operator can run now: on the CPU, with a oneDNN present (``onednn_library``)."""
+    return not loaded_jittor().flags.use_cuda and onednn_library.selected() is not None
 
 
 def bf16_support():
@@ -60,19 +68,23 @@ def conv2d(x, weight, bias, stride, padding, dilation, precision="fp32", relu_sl
     oh, ow = (output_length(size, k, stride, padding, dilation) for size, k in ((h, kh), (w, kw)))
     if bias is None:
         bias = jt.zeros((o,), "float32")
-    home = onednn_home()
-    flags = f"{str(precision == 'bf16').lower()}, {str(relu_slope is not None).lower()}, {float(relu_slope or 0)!r}f"
-    src = f"sbvsr_onednn::forward(in0_p, in1_p, in2_p, out0_p, {_SHAPES}, {stride}, {padding}, {dilation}, {flags});"
-    out = jt.code((n, oh, ow, o), "float32", [x.float32(), weight.float32(), bias.float32()], cpu_header=_SOURCE,
+    flags = f"{int(precision == 'bf16')}, {int(relu_slope is not None)}, {float(relu_slope or 0)!r}f"
+    src = (f"char error[512]; sbvsr_onednn::run(sbvsr_onednn::forward()(in0_p, in1_p, in2_p, out0_p, {_SHAPES}, "
+           f"{stride}, {padding}, {dilation}, {flags}, error, sizeof(error)), error);")
+    header = f"#define LIBRARY {_c_string(onednn_library.library_path())}\n{_CALLER}"
+    out = jt.code((n, oh, ow, o), "float32", [x.float32(), weight.float32(), bias.float32()], cpu_header=header,
                   cpu_src=src)
-    inc, lib = os.path.join(home, "include"), os.path.join(home, "lib")
-    out.compile_options = {f'FLAGS: -I"{inc}" -L"{lib}" -lmkldnn -Wl,-rpath,"{lib}" ': 1}
     return out
 
 
 def output_length(size, kernel, stride, padding, dilation):
     """Length of a convolution's output along one axis (PyTorch's rule, which Jittor follows)."""
     return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
+
+
+def _c_string(text):
+    """``text`` as a C string literal (octal escapes: any byte of a path survives)."""
+    return '"' + "".join(f"\\{byte:03o}" for byte in text.encode()) + '"'
 
 
 def _square(value, name):

@@ -81,30 +81,46 @@ def check_jittor(cache_ok=True):
                  "pip install jittor-offline==0.0.7 (offline oneDNN), and unset use_mkl"))
     yield from check_cuda(jt)
     yield from check_correlation()
+    yield check_conv_operator()
     yield check_bf16(jt)
 
 
+def check_conv_operator():
+    """Which oneDNN the channels-last convolutions run on (``cuda_ops.onednn_library``) and which kernel it picks
+    for fp32 here; a note when the faster oneDNN 3 wheel is missing on a machine it is made for."""
+    from cuda_ops import conv_onednn, onednn_library
+
+    try:
+        in_use = onednn_library.describe("fp32") if conv_onednn.available() else None
+    except (RuntimeError, ValueError) as e:
+        return Check("FAIL", "conv-oneDNN", str(e), f"unset {onednn_library.ENV_VAR}, or reinstall this package")
+    if in_use is None:
+        return Check("note", "conv-oneDNN", "not in use (CUDA, or no oneDNN): CPU convolutions run on Jittor's own")
+    if not in_use.startswith("wheel") and platform.system() == "Linux" and platform.machine() == "x86_64":
+        return Check("note", "conv-oneDNN", f"{in_use}: oneDNN 3 is faster (AMX bf16, better fp32 kernels)",
+                     f"pip install {' '.join(w + '==2023.2.0' for w in onednn_library.WHEELS)}")
+    return Check("ok", "conv-oneDNN", in_use)
+
+
 def check_bf16(jt):
-    """Whether ``infer --precision bf16`` can run here and, measured, whether it is faster than fp32: CPUs with
-    AVX512-BF16 differ (2x on an AMD EPYC, 0.6x on an Intel Xeon with Jittor's oneDNN 2.2)."""
-    from cuda_ops import conv_onednn
+    """Whether ``infer --precision bf16`` can run here and, measured, whether it is faster than fp32: CPUs and
+    oneDNN versions differ (2x on an AMD EPYC, 0.6x on an Intel Xeon with Jittor's oneDNN 2.2, 3.5x there with
+    oneDNN 3's AMX kernels)."""
+    from cuda_ops import conv_onednn, onednn_library
 
     support = conv_onednn.bf16_support()
-    if conv_onednn.onednn_home() is None:
-        return Check("note", "bf16", "--precision bf16 needs Jittor's oneDNN, which is not installed",
-                     "pip install jittor-offline==0.0.7 (offline oneDNN)")
     if support == "none":
         return Check("note", "bf16", "--precision bf16 cannot run on this CPU (no AVX-512)",
                      "keep the default --precision fp32")
     if not conv_onednn.available():
-        return Check("note", "bf16", "--precision bf16 runs only on the CPU with Jittor's oneDNN, which this run "
-                                     "does not use (CUDA, or oneDNN off)")
+        return Check("note", "bf16", "--precision bf16 runs only on the CPU through oneDNN, which this run does "
+                                     "not use (CUDA, or no oneDNN)")
     speed = bf16_speed(jt, conv_onednn)
-    has = "has AVX512-BF16" if support == "native" else "emulates bf16 (no AVX512-BF16)"
+    kernel = onednn_library.describe("bf16").split("; ")[-1]
+    detail = f"--precision bf16 runs at {speed:.2f}x the speed of fp32 here ({kernel})"
     if speed < BF16_WORTH:
-        return Check("note", "bf16", f"--precision bf16 runs at {speed:.2f}x the speed of fp32 here (this CPU {has})",
-                     "keep the default --precision fp32")
-    return Check("ok", "bf16", f"--precision bf16 runs at {speed:.2f}x the speed of fp32 here (this CPU {has})")
+        return Check("note", "bf16", detail, "keep the default --precision fp32")
+    return Check("ok", "bf16", detail)
 
 
 BF16_WORTH = 1.1  # speed ratio below which doctor advises keeping fp32

@@ -292,12 +292,12 @@ def _run(args, model, model_path, untrained, videos, gt_pairs, run_dir, log, dem
               "metrics": {"space": settings.space, "crop_border": metrics.CROP_BORDER},
               "tile": args.tile, "device": runtime.report(), "processes": group.size, "precision": args.precision}
     if args.precision == "bf16":
-        from cuda_ops import conv_onednn
+        from cuda_ops import conv_onednn, onednn_library
 
         if not conv_onednn.available():
-            raise InputError("--precision", "bf16 runs on the CPU through Jittor's oneDNN, which this run does not "
-                                            "use (CUDA, or oneDNN off); drop --precision or add --cpu")
-        header["device"] += f" | bf16 convolutions ({conv_onednn.bf16_support()} on this CPU)"
+            raise InputError("--precision", "bf16 runs on the CPU through oneDNN, which this run does not use "
+                                            "(CUDA, or no oneDNN); drop --precision or add --cpu")
+        header["device"] += f" | bf16 convolutions: {onednn_library.describe('bf16')}"
     log(f"Inference - {header['run']} with " + ("the given network" if model is not None else
                                                describe_weights(model_path)))
     for key in ("input", "gt", "model", "device", "precision"):

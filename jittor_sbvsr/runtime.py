@@ -194,8 +194,14 @@ def inference_layout():
 
 
 def report():
-    """One line: Jittor version, device, oneDNN state, correlation backend and inference conv layout."""
+    """One line: Jittor version, device, oneDNN state, correlation backend, inference conv layout and, on the CPU,
+    the oneDNN the channels-last convolutions run on (``cuda_ops.onednn_library``)."""
     jt = jittor()
-    return (f"jittor {jt.__version__} | device {device_name()} | "
+    from cuda_ops import conv_onednn, onednn_library
+
+    line = (f"jittor {jt.__version__} | device {device_name()} | "
             f"oneDNN {'on' if onednn_enabled() else 'off'} | correlation {cuda_ops.correlation_backend()} | "
             f"inference convs {inference_layout()}")
+    if conv_onednn.available():
+        line += f" ({onednn_library.describe('fp32').split(';')[0]})"
+    return line

@@ -12,6 +12,9 @@ super-resolved, without border (``frames - 4`` windows), by
   operator of ``cuda_ops/conv_onednn``; switched off in that process only), to measure what the operator gains;
 * bf16:   the same with ``--precision bf16`` (convolutions in bfloat16 through oneDNN, float32 accumulation;
   its outputs are compared with cached's: largest difference and PSNR of one against the other);
+* ``cached@jittor``, ``bf16@jittor`` (any method of the engine with ``@wheel`` or ``@jittor``): the same with
+  that oneDNN under the operator (``SBVSR_ONEDNN``; default: the wheel's oneDNN 3 when installed), to measure
+  what the newer oneDNN gains;
 * naive:  what upstream does per window: decode the window's 5 PNGs, run ``net({'x': window, 'mode':
   'infer'})`` and evaluate both outputs of that mode (``recons`` and ``est_kernel``), in Jittor;
 * upstream: the same, with the network evaluated in upstream's order (upstream-conventions §1): features frame
@@ -140,6 +143,7 @@ def pass_function(method, paths, weights):
             jt.sync([recons, kernel])
             return recons.numpy()[0]
 
+    method = method.split("@")[0]
     if method == "jittor-conv":
         from jittor_sbvsr.models import channels_last
 
@@ -173,6 +177,11 @@ def child(method, h, w, n, weights, out):
             return
 
 
+def onednn_choice(method):
+    """The environment that selects the oneDNN named after '@' in ``method`` ('bf16@jittor'), if any."""
+    return {"SBVSR_ONEDNN": method.split("@", 1)[1]} if "@" in method else {}
+
+
 class Child:
     """One benchmark process, driven line by line."""
 
@@ -180,7 +189,7 @@ class Child:
         self.method, self.out = method, out
         self.proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--frames", str(n), "--child",
                                       method, str(h), str(w), weights, out], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, text=True, env=child_env())
+                                     stdout=subprocess.PIPE, text=True, env=child_env(**onednn_choice(method)))
         self.read()  # ready
 
     def read(self):
@@ -223,7 +232,7 @@ def report(h, w, args, times, peak, outputs):
                                                                            "upstream", "torch")
                         if base in fps and base != m)
         ratio = f" ({ratio[2:]})" if ratio else ""
-        print(f"  {m:11s} {fps[m]:6.3f} frames/s{ratio}, {cpu[m]:6.2f} CPU s/frame, peak RSS {peak[m]:5.0f} MiB; "
+        print(f"  {m:13s} {fps[m]:6.3f} frames/s{ratio}, {cpu[m]:6.2f} CPU s/frame, peak RSS {peak[m]:5.0f} MiB; "
               f"pass wall times {', '.join(f'{wall:.1f}' for wall, _ in times[m])} s")
     if "cached" in outputs and "jittor-conv" in outputs:
         a, b = (np.round(np.clip(outputs[m], 0, 1) * 255) for m in ("cached", "jittor-conv"))

@@ -3,15 +3,16 @@
 
     python tools/bench_peak.py [--size 68x160] [--repeats 5]
 
-1. Peak: ``tools/onednn_peak.cc`` (built here with g++ against the oneDNN that Jittor installed) times oneDNN
-   3x3 convolutions of this network's shapes reached directly (primitive created once, NHWC, weights in
+1. Peak: ``tools/onednn_peak.cc`` (built here with g++ against each oneDNN installed: Jittor's version 2 and the
+   wheel's version 3, ``cuda_ops/onednn_library.py``) times oneDNN 3x3 convolutions of this network's shapes reached directly (primitive created once, NHWC, weights in
    oneDNN's layout), in fp32 and bf16; plus numpy's sgemm (2048^3) for reference.
 2. Profile: the released configuration (n_feat 128, 3 + 20 ResBlocks; seeded weights, values do not matter for
    speed) run as ``infer`` runs it, one part at a time (features of one frame; the 4 flows and warps of one
    window; fusion + trunk; upsampling + output convolutions; the rest: bilinear base and sum), each timed
    with synchronisation, median of ``--repeats`` after a warm-up, at ``--precision fp32`` and ``bf16``.
    FLOPs are counted from the convolution shapes actually run (2 * outputs * inputs per output).
-   Each part's GFLOP/s is printed with its share of the fp32 peak of the trunk's shape.
+   Each part's GFLOP/s is printed with its share of the best fp32 peak of the trunk's shape; the parts run on
+   the oneDNN that ``SBVSR_ONEDNN`` selects (default: the wheel's when installed).
 
 A window of the cached engine costs one frame's features plus the other parts; the per-window line adds
 them. Run on a quiet machine: everything here is timed side by side in one process.
@@ -28,12 +29,12 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def build_peak_tool(home):
+def build_peak_tool(onednn):
+    """``onednn_peak.cc`` built against ``onednn`` (a ``cuda_ops.onednn_library.OneDNN``); returns its path."""
     exe = os.path.join(tempfile.mkdtemp(prefix="onednn_peak_"), "onednn_peak")
-    lib = os.path.join(home, "lib")
-    subprocess.run(["g++", "-O2", "-std=c++14", "-fopenmp", "-include", "unordered_map",
-                    os.path.join(ROOT, "tools", "onednn_peak.cc"), "-I", os.path.join(home, "include"), "-L", lib,
-                    "-lmkldnn", f"-Wl,-rpath,{lib}", "-o", exe], check=True)
+    subprocess.run(["g++", "-O2", "-std=c++14", "-fopenmp", os.path.join(ROOT, "tools", "onednn_peak.cc"), "-I",
+                    onednn.include, onednn.library, f"-Wl,-rpath,{os.path.dirname(onednn.library)}", "-o", exe],
+                   check=True)
     return exe
 
 
@@ -160,21 +161,23 @@ def main():
     args = p.parse_args()
     h, w = map(int, args.size.split("x"))
 
-    from cuda_ops.conv_onednn import onednn_home
+    from cuda_ops import onednn_library
     from jittor_sbvsr import runtime
     from jittor_sbvsr.config import ModelConfig
 
     jt = runtime.init()
     print(runtime.report())
-    home = onednn_home()
     shapes = conv_shapes(h, w)
-    peak = peaks(build_peak_tool(home), shapes, args.repeats)
-    print(f"\n== oneDNN reached directly ({home}), LR {h}x{w}, median of {args.repeats}")
-    for name, *_ in shapes:
-        (f, impl), (b, impl_b) = peak["fp32"][name], peak["bf16"][name]
-        print(f"  {name:24s} fp32 {f:7.1f} GFLOP/s ({impl})   bf16 {b:7.1f} GFLOP/s ({impl_b})")
+    reference = 0.0
+    for name, onednn in onednn_library.installed().items():  # every oneDNN present, side by side
+        peak = peaks(build_peak_tool(onednn), shapes, args.repeats)
+        print(f"\n== oneDNN '{name}' reached directly ({onednn.library}), LR {h}x{w}, median of {args.repeats}")
+        for shape, *_ in shapes:
+            (f, impl), (b, impl_b) = peak["fp32"][shape], peak["bf16"][shape]
+            print(f"  {shape:24s} fp32 {f:7.1f} GFLOP/s ({impl})   bf16 {b:7.1f} GFLOP/s ({impl_b})")
+        reference = max(reference, peak["fp32"]["trunk 128->128 @LR"][0])
     print(f"  numpy sgemm 2048^3        {sgemm_gflops():7.1f} GFLOP/s")
-    reference = peak["fp32"]["trunk 128->128 @LR"][0]
+    print(f"\ninfer's convolutions run on {onednn_library.describe('fp32')} ({onednn_library.ENV_VAR} picks)")
 
     jt.set_global_seed(0)
     net = ModelConfig().build()

@@ -1,4 +1,4 @@
-// What oneDNN (the library Jittor's CPU convolutions run on) achieves on this machine for one 3x3
+// What oneDNN (version 2 as Jittor ships it, or version 3 from its wheel; cuda_ops/onednn_library.py) achieves on this machine for one 3x3
 // convolution shape, reached directly: the primitive is created once, its weights are reordered once into
 // the layout oneDNN prefers, source and destination are NHWC (as this project's CPU inference keeps them),
 // and only execute() is timed. Built and run by tools/bench_peak.py.
@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "dnnl.hpp"
@@ -25,9 +26,14 @@ static double measure(int c, int o, int h, int w, memory::data_type dt, int repe
     auto dst_md = memory::desc(dst_dims, dt, memory::format_tag::nhwc);
     auto wei_md = memory::desc(wei_dims, dt, memory::format_tag::any);
     auto bias_md = memory::desc(bias_dims, memory::data_type::f32, memory::format_tag::x);
+#if DNNL_VERSION_MAJOR >= 3
+    auto pd = convolution_forward::primitive_desc(eng, prop_kind::forward_inference, algorithm::convolution_direct,
+                                                  src_md, wei_md, bias_md, dst_md, {1, 1}, {1, 1}, {1, 1});
+#else
     auto desc = convolution_forward::desc(prop_kind::forward_inference, algorithm::convolution_direct, src_md,
                                           wei_md, bias_md, dst_md, {1, 1}, {1, 1}, {1, 1});
     auto pd = convolution_forward::primitive_desc(desc, eng);
+#endif
     impl = pd.impl_info_str();
     memory src(src_md, eng), dst(dst_md, eng), bias(bias_md, eng);
     memory user_wei({wei_dims, dt, memory::format_tag::oihw}, eng), wei(pd.weights_desc(), eng);

@@ -3,7 +3,7 @@
 Jittor 1.3.11 hands an NCHW convolution to oneDNN, which computes it in NHWC: every call converts the input
 to NHWC and the output back. ``apply`` runs a stack of this module's layers on NHWC tensors and converts
 only at its two ends. Inside it, convolutions go straight to oneDNN (``cuda_ops.conv_onednn``: primitive
-cached per shape, ReLU fused, fp32 or bf16 as ``precision`` says) when Jittor's oneDNN is installed, else
+cached per shape, ReLU fused, fp32 or bf16 as ``precision`` says) when a oneDNN is installed, else
 they are written as a reindex over NHWC tensors, which Jittor hands to oneDNN in that layout.
 ``tools/bench_peak.py`` measures both against oneDNN reached directly.
 
@@ -108,7 +108,7 @@ class Conv2d(nn.Conv2d):
             return conv_onednn.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation,
                                       _precision, relu_slope)
         if _precision != "fp32":
-            raise RuntimeError(f"{_precision} convolutions run only in CPU inference with Jittor's oneDNN")
+            raise RuntimeError(f"{_precision} convolutions run only in CPU inference through oneDNN")
         if not _active:
             y = super().execute(x)
         else:
