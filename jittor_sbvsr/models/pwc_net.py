@@ -8,6 +8,7 @@ import math
 import numpy as np
 
 import cuda_ops
+from cuda_ops import warp as warp_op
 from ..runtime import jittor
 from . import channels_last
 
@@ -15,22 +16,27 @@ jt = jittor()
 nn = jt.nn
 
 
+SLOPE = 0.1  # of PWC-Net's leaky ReLUs
+
+
 def lrelu():
-    return nn.LeakyReLU(0.1)
+    return nn.LeakyReLU(SLOPE)
 
 
-def conv3x3(cin, cout, stride=1, dilation=1, layer=channels_last.Conv2d):
-    """A 3x3 convolution keeping the size (or halving it at stride 2): by default one that can run channels-last
-    (decoders, refiner); the extractor passes ``nn.Conv2d`` (its pyramid stays NCHW and fp32)."""
-    return layer(cin, cout, 3, stride=stride, padding=dilation, dilation=dilation)
+def conv3x3(cin, cout, stride=1, dilation=1):
+    """A 3x3 convolution keeping the size (or halving it at stride 2) that can run channels-last."""
+    return channels_last.Conv2d(cin, cout, 3, stride=stride, padding=dilation, dilation=dilation)
 
 
 def backward_warp(image, flow):
     """PWC 'Backward': sample ``image`` at (x, y) + flow (pixels), zero where the footprint leaves the image.
 
     A ones channel is sampled alongside; pixels whose bilinear weight inside the image is <= 0.999 are
-    zeroed (binary mask, no gradient through it).
+    zeroed (binary mask, no gradient through it). CPU inference computes the same in one C++ pass
+    (``cuda_ops.warp``).
     """
+    if warp_op.wanted():
+        return warp_op.masked_warp(image, flow, "zeros")[0]
     b, c, h, w = image.shape
     grid_x = jt.array(np.linspace(-1.0, 1.0, w, dtype=np.float32)).reshape(1, 1, 1, w).broadcast((b, 1, h, w))
     grid_y = jt.array(np.linspace(-1.0, 1.0, h, dtype=np.float32)).reshape(1, 1, h, 1).broadcast((b, 1, h, w))
@@ -44,7 +50,8 @@ def backward_warp(image, flow):
 
 
 class Extractor(nn.Module):
-    """Six stride-2 levels (16, 32, 64, 96, 128, 196 channels); returns the list of all levels."""
+    """Six stride-2 levels (16, 32, 64, 96, 128, 196 channels); returns the list of all levels. In CPU inference
+    the pyramid is computed channels-last with the leaky ReLUs fused (``channels_last.apply``)."""
 
     CHANNELS = [3, 16, 32, 64, 96, 128, 196]
     NAMES = ["moduleOne", "moduleTwo", "moduleThr", "moduleFou", "moduleFiv", "moduleSix"]
@@ -53,17 +60,21 @@ class Extractor(nn.Module):
         super().__init__()
         for name, cin, cout in zip(self.NAMES, self.CHANNELS[:-1], self.CHANNELS[1:]):
             setattr(self, name, nn.Sequential(
-                conv3x3(cin, cout, stride=2, layer=nn.Conv2d), lrelu(),
-                conv3x3(cout, cout, layer=nn.Conv2d), lrelu(),
-                conv3x3(cout, cout, layer=nn.Conv2d), lrelu(),
+                conv3x3(cin, cout, stride=2), lrelu(),
+                conv3x3(cout, cout), lrelu(),
+                conv3x3(cout, cout), lrelu(),
             ))
 
     def execute(self, image):
-        levels = []
-        for name in self.NAMES:
-            image = getattr(self, name)(image)
-            levels.append(image)
-        return levels
+        def pyramid(x):
+            levels = []
+            for name in self.NAMES:
+                for conv in list(getattr(self, name))[::2]:  # (convolution, leaky ReLU) pairs, the ReLU fused
+                    x = conv(x, relu_slope=SLOPE)
+                levels.append(x)
+            return tuple(levels)
+
+        return list(channels_last.apply(pyramid, image, direct_only=True))
 
 
 class Decoder(nn.Module):
@@ -84,7 +95,7 @@ class Decoder(nn.Module):
             self.backward_scale = 20.0 / 2 ** level
         cin = cur
         for name, cout in self.DENSE:
-            setattr(self, name, channels_last.ConvLeakyReLU(conv3x3(cin, cout), 0.1))
+            setattr(self, name, channels_last.ConvLeakyReLU(conv3x3(cin, cout), SLOPE))
             cin += cout
         self.moduleSix = nn.Sequential(conv3x3(cin, 2))
         self.level = level
@@ -92,14 +103,14 @@ class Decoder(nn.Module):
     def execute(self, first, second, previous, refiner=None):
         """{"flow", "feat"} of this level from the two images' features and the coarser level's estimate; with
         ``refiner`` (the finest level) only {"flow"}, refined. The dense block (and the refiner) run
-        channels-last in fp32 in CPU inference when oneDNN is reached directly (``channels_last.apply``)."""
+        channels-last in CPU inference when oneDNN is reached directly (``channels_last.apply``)."""
         if previous is None:
-            feat = nn.leaky_relu(cuda_ops.correlation(first, second), 0.1)
+            feat = nn.leaky_relu(cuda_ops.correlation(first, second), SLOPE)
         else:
             flow = self.moduleUpflow(previous["flow"])
             feat_up = self.moduleUpfeat(previous["feat"])
             warped = backward_warp(second, flow * self.backward_scale)
-            volume = nn.leaky_relu(cuda_ops.correlation(first, warped), 0.1)
+            volume = nn.leaky_relu(cuda_ops.correlation(first, warped), SLOPE)
             feat = jt.concat([volume, first, flow, feat_up], dim=1)
 
         def dense(feat):
@@ -109,10 +120,7 @@ class Decoder(nn.Module):
             flow = self.moduleSix(feat)
             return flow + refiner(feat) if refiner is not None else (flow, feat)
 
-        # fp32 whatever --precision says: in bf16 these small layers measured 3x slower on an Intel Xeon (oneDNN
-        # 2.2), and the flow's accuracy is then not in question (docs/cpu-performance.md)
-        with channels_last.precision("fp32"):
-            out = channels_last.apply(dense, feat, direct_only=True)  # else the NCHW layers, as before the operator
+        out = channels_last.apply(dense, feat, direct_only=True)  # else the NCHW layers, as before the operator
         return {"flow": out} if refiner is not None else dict(zip(("flow", "feat"), out))
 
 
@@ -217,9 +225,13 @@ class Flow_PWC(nn.Module):
         """Backward-warp x [B, C, H, W] by flow (pixels); returns (warped * mask, mask).
 
         Features are sampled with 'border' padding; the mask (sampled from ones with 'zeros' padding)
-        is 1 where the whole bilinear footprint lies inside the image (>= 0.999), else 0.
+        is 1 where the whole bilinear footprint lies inside the image (>= 0.999), else 0. CPU inference
+        computes the same in one C++ pass (``cuda_ops.warp``).
         """
         b, c, h, w = x.shape
+        if warp_op.wanted():
+            warped, mask = warp_op.masked_warp(x, flow, "border", inclusive=True)
+            return warped, mask.broadcast((b, c, h, w))
         grid_x = jt.arange(w).float32().reshape(1, 1, w).broadcast((b, h, w))
         grid_y = jt.arange(h).float32().reshape(1, h, 1).broadcast((b, h, w))
         vx = 2.0 * (grid_x + flow[:, 0]) / max(w - 1, 1) - 1.0
