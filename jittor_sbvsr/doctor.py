@@ -18,6 +18,7 @@ from pathlib import Path
 
 from . import runtime
 from .default_weights import DEMO_WEIGHTS, default_model_paths
+from .errors import InputError
 
 JITTOR_VERSION = "1.3.11.0"
 
@@ -64,6 +65,11 @@ def check_packages():
 def check_jittor(cache_ok=True):
     """Import Jittor and report it; ``cache_ok`` False (``check_cache`` found a problem) makes that problem
     the fix for a failed import, since a cache folder Jittor cannot write stops the import itself."""
+    try:
+        runtime.check_settings()
+    except InputError as e:
+        yield Check("FAIL", "settings", str(e), "unset that variable or give it one of the values named")
+        return
     try:
         jt = runtime.init()
     except Exception as e:  # any import failure is the finding itself

@@ -239,6 +239,9 @@ def _main(args, model):
     with contextlib.ExitStack() as cleanup:  # closes the log, then releases the run folder
         log = None
         try:
+            from .runtime import check_settings
+
+            check_settings()  # before anything is written (runtime.init checks again)
             demo = None
             if args.demo:
                 if group.size > 1:

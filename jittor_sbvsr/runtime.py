@@ -33,7 +33,9 @@ import os
 import signal
 
 import cuda_ops
+from cuda_ops import onednn_library
 
+from .errors import InputError
 from .interrupts import restore_sigint
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -135,6 +137,7 @@ def init(device="auto"):
     CUDA, RuntimeError when Jittor has none. Jittor's device is global to the process."""
     if device not in DEVICES:
         raise ValueError(f"device must be 'auto', 'cpu' or 'cuda' (got {device!r})")
+    check_settings()
     jt = jittor()
     if device == "cuda" and not jt.has_cuda:
         raise RuntimeError("device='cuda' but Jittor has no CUDA here (python -m jittor_sbvsr.doctor)")
@@ -146,6 +149,16 @@ def init(device="auto"):
         cuda = device == "cuda"
     jt.flags.use_cuda = int(cuda)
     return jt
+
+
+def check_settings():
+    """This package's own environment variables (``SBVSR_CORRELATION``, ``SBVSR_ONEDNN``), checked before any
+    work: an InputError ("environment: ...", one line) names a bad value, so a command fails at once."""
+    for read in (cuda_ops.requested_backend, onednn_library.requested):
+        try:
+            read()
+        except ValueError as err:
+            raise InputError("environment", str(err)) from None
 
 
 def is_out_of_memory(err):
@@ -197,7 +210,7 @@ def report():
     """One line: Jittor version, device, oneDNN state, correlation backend, inference conv layout and, on the CPU,
     the oneDNN the channels-last convolutions run on (``cuda_ops.onednn_library``)."""
     jt = jittor()
-    from cuda_ops import conv_onednn, onednn_library
+    from cuda_ops import conv_onednn
 
     line = (f"jittor {jt.__version__} | device {device_name()} | "
             f"oneDNN {'on' if onednn_enabled() else 'off'} | correlation {cuda_ops.correlation_backend()} | "

@@ -112,3 +112,10 @@ def test_numpy_2_is_a_problem(monkeypatch):
     monkeypatch.setattr(numpy, "__version__", "2.1.0")
     check = next(c for c in doctor.check_packages() if c.name == "numpy")
     assert check.status == "FAIL" and check.fix == "pip install 'numpy<2'"
+
+
+def test_a_bad_setting_is_one_failed_check(monkeypatch):
+    monkeypatch.setenv("SBVSR_ONEDNN", "newest")
+    checks = list(doctor.check_jittor())
+    assert [(c.status, c.name) for c in checks] == [("FAIL", "settings")]
+    assert "SBVSR_ONEDNN='newest' is not a oneDNN choice" in checks[0].detail

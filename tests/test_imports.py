@@ -16,7 +16,8 @@ from conftest import ROOT
 PACKAGES = ("jittor_sbvsr", "cuda_ops")
 # modules that must load without Jittor: the file readers, I/O, metrics, the commands' argument parsing, ...
 JITTOR_FREE = {
-    "cuda_ops", "cuda_ops.conv_onednn", "cuda_ops.onednn_library", "cuda_ops.correlation_vectorized", "cuda_ops.geometry", "cuda_ops.host",
+    "cuda_ops", "cuda_ops.conv_onednn", "cuda_ops.correlation_vectorized", "cuda_ops.geometry", "cuda_ops.host",
+    "cuda_ops.onednn_library", "cuda_ops.warp",
     "jittor_sbvsr", "jittor_sbvsr.adapt", "jittor_sbvsr.api", "jittor_sbvsr.background", "jittor_sbvsr.checkpoint",
     "jittor_sbvsr.config", "jittor_sbvsr.data", "jittor_sbvsr.data.camera_clips", "jittor_sbvsr.data.folders",
     "jittor_sbvsr.data.imgproc", "jittor_sbvsr.data.kernels", "jittor_sbvsr.default_weights", "jittor_sbvsr.degrade",

@@ -1,5 +1,6 @@
 """Which oneDNN the channels-last convolutions run on: the wheel's oneDNN 3 and Jittor's oneDNN 2 side by side in
-one process give the same fp32 values, the choice is explicit, and a failed build says why and leaves nothing."""
+one process give the same fp32 values, the choice is explicit (a bad one stops a command with one line), and a
+failed build says why and leaves nothing."""
 import glob
 import os
 import platform
@@ -9,6 +10,7 @@ import pytest
 
 from conftest import jt
 from cuda_ops import conv_onednn, onednn_library
+from infer_support import pan_clip, run_cli, tiny, write_frames  # noqa: F401 (tiny is a fixture)
 
 
 def test_choice_rules(monkeypatch):
@@ -60,3 +62,12 @@ def test_failed_build_names_the_cause_and_leaves_nothing(tmp_path):
     import jittor_utils
 
     assert not glob.glob(os.path.join(jittor_utils.cache_path, "sbvsr_onednn", "conv_broken_*"))
+
+
+def test_a_bad_choice_stops_a_command_with_one_line(tmp_path, monkeypatch, tiny, capsys):  # noqa: F811
+    monkeypatch.setenv(onednn_library.ENV_VAR, "newest")
+    _, lr = pan_clip(5)
+    code, out, err = run_cli([write_frames(tmp_path / "lr", lr), "--output", tmp_path, "--quiet"], tiny, capsys)
+    assert code == 2 and not list(tmp_path.glob("infer_*"))
+    assert err.strip().splitlines() == ["infer: error: environment: SBVSR_ONEDNN='newest' is not a oneDNN choice; "
+                                        "use one of auto, wheel, jittor"]
