@@ -8,8 +8,9 @@ super-resolved, without border (``frames - 4`` windows), by
 
 * cached: ``jittor_sbvsr.engine.WindowEngine`` as ``infer`` runs it: every frame decoded once, its features
   and pyramid computed once, no KernelNet (no --save-kernel);
-* jittor-conv: the same with the channels-last stacks' convolutions left to Jittor (as before the oneDNN
-  operator of ``cuda_ops/conv_onednn``; switched off in that process only), to measure what the operator gains;
+* jittor-conv: the path before the CPU operators, in that process only: the channels-last stacks'
+  convolutions left to Jittor (no ``cuda_ops/conv_onednn``), PWC-Net in NCHW, the warps through grid_sample
+  (no ``cuda_ops/warp``), to measure what the operators gain;
 * bf16:   the same with ``--precision bf16`` (convolutions in bfloat16 through oneDNN, float32 accumulation;
   its outputs are compared with cached's: largest difference and PSNR of one against the other);
 * ``cached@jittor``, ``bf16@jittor`` (any method of the engine with ``@wheel`` or ``@jittor``): the same with
@@ -145,9 +146,11 @@ def pass_function(method, paths, weights):
 
     method = method.split("@")[0]
     if method == "jittor-conv":
+        from cuda_ops import warp
         from jittor_sbvsr.models import channels_last
 
         channels_last._direct = lambda: False
+        warp.wanted = lambda: False
 
     def run_cached():
         outs = engine.WindowEngine(net, precision="bf16" if method == "bf16" else "fp32").restore_clip(n, decode)

@@ -12,12 +12,15 @@
    with synchronisation, median of ``--repeats`` after a warm-up, at ``--precision fp32`` and ``bf16``.
    FLOPs are counted from the convolution shapes actually run (2 * outputs * inputs per output).
    Each part's GFLOP/s is printed with its share of the best fp32 peak of the trunk's shape; the parts run on
-   the oneDNN that ``SBVSR_ONEDNN`` selects (default: the wheel's when installed).
+   the oneDNN that ``SBVSR_ONEDNN`` selects (default: the wheel's when installed). The previous path
+   (``jittor-conv``: Jittor's own convolutions, PWC-Net in NCHW, grid_sample warps) is profiled first, and the last line says
+   how much faster than it a window would be with every FLOP at the fp32 peak.
 
 A window of the cached engine costs one frame's features plus the other parts; the per-window line adds
 them. Run on a quiet machine: everything here is timed side by side in one process.
 """
 import argparse
+import contextlib
 import os
 import statistics
 import subprocess
@@ -182,22 +185,40 @@ def main():
     jt.set_global_seed(0)
     net = ModelConfig().build()
     net.eval()
-    for precision in ("fp32", "bf16"):
-        result = profile(net, h, w, args.repeats, precision)
-        print(f"\n== infer's parts, --precision {precision}, LR {h}x{w} (share: of the fp32 trunk peak "
-              f"{reference:.0f} GFLOP/s)")
-        total_t = total_f = 0.0
+    windows = {}
+    for variant, precision in (("jittor-conv", "fp32"), ("fp32", "fp32"), ("bf16", "bf16")):
+        with previous_path(variant == "jittor-conv"):
+            result = profile(net, h, w, args.repeats, precision)
+        print(f"\n== infer's parts, {variant}, LR {h}x{w} (share: of the fp32 trunk peak {reference:.0f} GFLOP/s)")
         for name, (seconds, flops) in result.items():
             rate = flops / seconds / 1e9
             share = f"{100 * rate / reference:5.1f} %" if flops else "    -  "
             print(f"  {name:28s} {1000 * seconds:9.1f} ms {flops / 1e9:8.1f} GFLOP {rate:7.1f} GFLOP/s {share}")
-            if name != "pyramid (1 frame)":
-                total_t, total_f = total_t + seconds, total_f + flops
-        total_t += result["pyramid (1 frame)"][0]
-        total_f += result["pyramid (1 frame)"][1]
+        total_t = sum(seconds for seconds, _ in result.values())  # the pyramid counts once, like the features
+        total_f = sum(flops for _, flops in result.values())
+        windows[variant] = total_t
         print(f"  {'one window (sum)':28s} {1000 * total_t:9.1f} ms {total_f / 1e9:8.1f} GFLOP "
               f"{total_f / total_t / 1e9:7.1f} GFLOP/s {100 * total_f / total_t / 1e9 / reference:5.1f} %")
+    ideal = total_f / (reference * 1e9)
+    print(f"\nwindow against jittor-conv's: fp32 {windows['jittor-conv'] / windows['fp32']:.2f}x, bf16 "
+          f"{windows['jittor-conv'] / windows['bf16']:.2f}x; every FLOP at the fp32 peak would take "
+          f"{1000 * ideal:.0f} ms: {windows['jittor-conv'] / ideal:.2f}x (the most fp32 can gain here)")
 
+
+@contextlib.contextmanager
+def previous_path(active):
+    """While active: the path before the CPU operators (what bench_infer's jittor-conv method runs): the
+    channels-last stacks' convolutions left to Jittor, PWC-Net in NCHW, the warps through grid_sample."""
+    from cuda_ops import warp
+    from jittor_sbvsr.models import channels_last
+
+    direct, fast_warp = channels_last._direct, warp.wanted
+    if active:
+        channels_last._direct = warp.wanted = lambda: False
+    try:
+        yield
+    finally:
+        channels_last._direct, warp.wanted = direct, fast_warp
 
 if __name__ == "__main__":
     main()
