@@ -1,12 +1,12 @@
 """Channels-last 2-D convolution on the CPU through oneDNN directly (``conv_onednn.cc``), fp32 or bf16.
 
 ``conv_onednn.cc`` is built as a library of its own against the oneDNN that ``onednn_library`` selects (oneDNN 3
-from its wheel, or the oneDNN 2 Jittor installed); one small ``jt.code`` operator per library calls into it, so
-one compiled operator serves every layer, precision and activation (shapes are read at run time). Inference
-only: the operator has no backward.
+from its wheel, or the oneDNN 2 Jittor installed); small ``jt.code`` operators call into it, one compiled per
+(stride, padding, dilation, precision, activation): shapes are read at run time, so it serves every layer of
+that kind. Inference only: the operator has no backward.
 """
-from .host import loaded_jittor
 from . import onednn_library
+from .host import loaded_jittor
 
 PRECISIONS = ("fp32", "bf16")
 # (n, h, w, c, o, kh, kw, oh, ow) of sbvsr_conv_forward in conv_onednn.cc

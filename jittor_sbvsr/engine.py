@@ -92,8 +92,8 @@ class WindowEngine:
     Use: ``add(j, img)`` for each decoded frame (j >= 0, once), ``super_resolve(indices)`` per window,
     ``release_below(j)`` when no later window needs frames before j, ``kernel(indices)`` for the 13x13
     blur kernel estimate (KernelNet on the full frames), ``reset()`` between videos; or ``stream`` (below),
-    the loop that drives it over a sequence of frames. ``precision`` "bf16" runs the convolutions of the
-    feature and reconstruction stacks in bfloat16 on the CPU (``channels_last.precision``).
+    the loop that drives it over a sequence of frames. ``precision`` "bf16" runs the channels-last convolutions
+    (features, PWC-Net, reconstruction) in bfloat16 on the CPU (``channels_last.precision``).
     """
 
     def __init__(self, net, tile=None, overlap=16, precision="fp32"):

@@ -86,10 +86,10 @@ def build_parser():
                    help="continue an interrupted run of the same command in the same run folder: frames whose PNG "
                         "is complete are kept, the others computed; metrics and the video cover all frames")
     p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
-                   help="bf16: convolutions of the feature and reconstruction stacks in bfloat16 with float32 "
-                        "accumulation (CPU; flow, correlation and warping stay fp32); 1.7-2x faster on some CPUs, "
-                        "slower on others ('python -m jittor_sbvsr.doctor' measures), within 0.05 dB of fp32 where "
-                        "measured (README)")
+                   help="bf16: the convolutions (features, PWC-Net, reconstruction) in bfloat16 with float32 "
+                        "accumulation (CPU; correlation, warping, resizing and sums stay fp32); 2.5-3x faster with "
+                        "AMX, 1.7-2x on other AVX512-BF16 CPUs, slower without ('python -m jittor_sbvsr.doctor' "
+                        "measures), within 0.005 dB of fp32 where measured (README)")
     p.add_argument("--no-overlap", action="store_true",
                    help="write PNGs and video in the compute thread instead of a background thread (to measure)")
     p.add_argument("--save-kernel", action="store_true",
