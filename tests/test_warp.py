@@ -16,6 +16,11 @@ def inputs(seed, b=2, c=5, h=11, w=14, reach=4.0):
     return jt.array(image), jt.array(flow)
 
 
+# the operator samples at x + flow directly, grid_sample through normalised coordinates: the sample positions
+# differ by float rounding (~1e-6 px), and so do values of unit size (measured up to 4.2e-6 over 6 seeds)
+TOLERANCE = 2e-5
+
+
 def both_ways(function, *args):
     """(the C++ operator's result, the grid_sample formulation's result) as numpy arrays."""
     with jt.no_grad():
@@ -34,7 +39,7 @@ def test_pwc_backward_warp_matches_grid_sample(seed):
     (fast,), (slow,) = both_ways(backward_warp, image, flow)
     assert fast.shape == slow.shape
     assert (slow == 0).mean() > 0.2 and (slow != 0).mean() > 0.2  # both masked and kept pixels
-    assert np.abs(fast - slow).max() <= 1e-5
+    assert np.abs(fast - slow).max() <= TOLERANCE
 
 
 @pytest.mark.parametrize("seed", [0, 1])
@@ -44,7 +49,7 @@ def test_feature_warp_matches_grid_sample(seed):
     assert fast_mask.shape == slow_mask.shape == fast.shape
     assert 0.2 < slow_mask.mean() < 0.8
     assert np.array_equal(fast_mask, slow_mask)
-    assert np.abs(fast - slow).max() <= 1e-5
+    assert np.abs(fast - slow).max() <= TOLERANCE
 
 
 def test_bad_arguments_are_refused():
