@@ -11,14 +11,22 @@ without a name, as ``write()`` and ``flush()`` errors otherwise are), so that ev
 import contextlib
 import errno
 import os
+import re
 import uuid
 
 PARTIAL = ".partial-"
+# a name temp_name made; a writer may have appended an extension to it (numpy.save adds ".npy")
+_TEMPORARY = re.compile(re.escape(PARTIAL) + r"[0-9a-f]{8}(\.[^.]*)?$")
 
 
 def temp_name(path):
     """A fresh temporary name for writing ``path``, in the same folder."""
     return f"{os.fspath(path)}{PARTIAL}{uuid.uuid4().hex[:8]}"
+
+
+def is_temporary(name):
+    """Whether the file name ``name`` is a temporary of ``temp_name`` (left by an interrupted write)."""
+    return _TEMPORARY.search(os.path.basename(name)) is not None
 
 
 @contextlib.contextmanager

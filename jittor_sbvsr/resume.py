@@ -11,8 +11,9 @@ import re
 
 import numpy as np
 
+from .files import is_temporary
+
 TIMES = ("pre", "forward", "post", "total")
-_PARTIAL = re.compile(r"\.partial-[0-9a-f]{8}(\.[^.]*)?$")
 
 
 def previous_times(run_dir):
@@ -37,7 +38,7 @@ def remove_partials(run_dir):
     """Delete the temporaries an interrupted run left anywhere in its folder ``run_dir``."""
     for folder, _, names in os.walk(run_dir):
         for name in names:
-            if _PARTIAL.search(name):
+            if is_temporary(name):
                 os.remove(os.path.join(folder, name))
 
 

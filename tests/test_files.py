@@ -3,7 +3,7 @@ import os
 
 import pytest
 
-from jittor_sbvsr.files import PARTIAL, dump_atomic, write_bytes
+from jittor_sbvsr.files import PARTIAL, dump_atomic, is_temporary, temp_name, write_bytes
 
 
 def test_write_bytes_replaces_and_leaves_no_temporary(tmp_path):
@@ -48,3 +48,10 @@ def test_new_files_get_the_umask_permissions(tmp_path):
         os.umask(old)
     assert os.stat(tmp_path / "a.bin").st_mode & 0o777 == 0o640
     assert not [n for n in os.listdir(tmp_path) if PARTIAL in n]
+
+
+def test_temporaries_are_recognised_by_name():
+    made = temp_name("/run/video/00000002.png")
+    assert is_temporary(made) and is_temporary(made + ".npy")  # numpy.save appends its extension
+    for name in ("00000002.png", "kernel.npy", "x.partial-1a2b3c4.png", "x.partial-nothexxx", "partial-1a2b3c4d"):
+        assert not is_temporary(name), name
