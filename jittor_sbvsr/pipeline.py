@@ -7,8 +7,8 @@ scores each frame (``metrics``), writes PNGs, kernels and ``--save-video`` on a 
 summary. What to write comes from ``RunSettings``, not from a command line, so the pipeline can run outside
 ``infer``. Imports no Jittor until a ``Runner`` is built.
 """
-import contextlib
 import csv
+import io
 import json
 import math
 import os
@@ -415,10 +415,12 @@ def merge_metrics(run_dir, size, video_order):
         with open(path, newline="", encoding="utf-8") as f:
             rows += list(csv.reader(f))[1:]
     rows.sort(key=lambda row: video_order.index(row[0]))  # stable: frame order within each video is kept
-    with contextlib.closing(AppendFile(os.path.join(run_dir, "metrics.csv"), "w")) as f:
-        writer = csv.writer(f)
-        writer.writerow(METRICS_COLUMNS)
-        writer.writerows(rows)
+    text = io.StringIO()
+    writer = csv.writer(text)
+    writer.writerow(METRICS_COLUMNS)
+    writer.writerows(rows)
+    # atomically: an interruption leaves the per-process files and no half-written metrics.csv
+    write_bytes(os.path.join(run_dir, "metrics.csv"), text.getvalue().encode("utf-8"))
     for rank in range(size):
         os.remove(os.path.join(run_dir, metrics_file(rank, size)))
     return [FrameResult(video, frame, float(psnr) if psnr else None, float(ssim) if ssim else None,
