@@ -20,6 +20,7 @@ import ctypes
 import glob
 import hashlib
 import os
+import platform
 import subprocess
 from functools import lru_cache
 from importlib import metadata
@@ -30,6 +31,8 @@ from .host import loaded_jittor
 ENV_VAR = "SBVSR_ONEDNN"
 CHOICES = ("auto", "wheel", "jittor")
 WHEELS = ("onednn-cpu-gomp", "onednn-devel-cpu-gomp")  # the library, its headers
+WHEEL_VERSION = "2023.2.0"  # oneDNN 3.2, the last GNU-OpenMP build (setup.py pins the same)
+INSTALL_WHEELS = "pip install " + " ".join(f"{wheel}=={WHEEL_VERSION}" for wheel in WHEELS)
 SOURCE = Path(__file__).resolve().parent / "conv_onednn.cc"
 _LOAD_MODE = os.RTLD_NOW | os.RTLD_LOCAL | getattr(os, "RTLD_DEEPBIND", 0)
 
@@ -39,6 +42,11 @@ class OneDNN:
 
     def __init__(self, name, include, library):
         self.name, self.include, self.library = name, include, library
+
+
+def wheel_expected():
+    """Whether setup.py installs the oneDNN 3 wheels here: they exist for x86-64 Linux only."""
+    return platform.system() == "Linux" and platform.machine() == "x86_64"
 
 
 def requested():
@@ -69,8 +77,7 @@ def selected():
         return present.get("wheel") or present.get("jittor")
     if choice not in present:
         raise RuntimeError(f"{ENV_VAR}={choice}, but that oneDNN is not installed"
-                           + (" (pip install onednn-cpu-gomp==2023.2.0 onednn-devel-cpu-gomp==2023.2.0)"
-                              if choice == "wheel" else " (Jittor downloads it when its oneDNN support is on)"))
+                           + (f" ({INSTALL_WHEELS})" if choice == "wheel" else " (Jittor downloads it when its oneDNN support is on)"))
     return present[choice]
 
 

@@ -87,8 +87,10 @@ def check_jittor(cache_ok=True):
                  "pip install jittor-offline==0.0.7 (offline oneDNN), and unset use_mkl"))
     yield from check_cuda(jt)
     yield from check_correlation()
-    yield check_conv_operator()
-    yield check_bf16(jt)
+    conv = check_conv_operator()
+    yield conv
+    if conv.status != "FAIL":  # a oneDNN asked for but unusable: the conv-oneDNN line says why
+        yield check_bf16(jt)
 
 
 def check_conv_operator():
@@ -102,9 +104,9 @@ def check_conv_operator():
         return Check("FAIL", "conv-oneDNN", str(e), f"unset {onednn_library.ENV_VAR}, or reinstall this package")
     if in_use is None:
         return Check("note", "conv-oneDNN", "not in use (CUDA, or no oneDNN): CPU convolutions run on Jittor's own")
-    if not in_use.startswith("wheel") and platform.system() == "Linux" and platform.machine() == "x86_64":
+    if not in_use.startswith("wheel") and onednn_library.wheel_expected():
         return Check("note", "conv-oneDNN", f"{in_use}: oneDNN 3 is faster (AMX bf16, better fp32 kernels)",
-                     f"pip install {' '.join(w + '==2023.2.0' for w in onednn_library.WHEELS)}")
+                     onednn_library.INSTALL_WHEELS)
     return Check("ok", "conv-oneDNN", in_use)
 
 

@@ -119,3 +119,14 @@ def test_a_bad_setting_is_one_failed_check(monkeypatch):
     checks = list(doctor.check_jittor())
     assert [(c.status, c.name) for c in checks] == [("FAIL", "settings")]
     assert "SBVSR_ONEDNN='newest' is not a oneDNN choice" in checks[0].detail
+
+
+def test_an_unusable_oneDNN_choice_is_one_failed_check_and_no_crash(monkeypatch):
+    from cuda_ops import onednn_library
+
+    present = onednn_library.installed()
+    monkeypatch.setattr(onednn_library, "installed", lambda: {k: v for k, v in present.items() if k != "wheel"})
+    monkeypatch.setenv("SBVSR_ONEDNN", "wheel")
+    checks = {c.name: c for c in doctor.check_jittor()}
+    assert checks["conv-oneDNN"].status == "FAIL" and "not installed" in checks["conv-oneDNN"].detail
+    assert "bf16" not in checks

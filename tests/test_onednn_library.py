@@ -3,7 +3,6 @@ one process give the same fp32 values, the choice is explicit (a bad one stops a
 failed build says why and leaves nothing."""
 import glob
 import os
-import platform
 
 import numpy as np
 import pytest
@@ -26,7 +25,7 @@ def test_choice_rules(monkeypatch):
     assert onednn_library.selected() is present.get("jittor")
 
 
-@pytest.mark.skipif(platform.system() != "Linux" or platform.machine() != "x86_64",
+@pytest.mark.skipif(not onednn_library.wheel_expected(),
                     reason="setup.py installs the oneDNN 3 wheel on x86-64 Linux only")
 def test_the_wheel_is_installed_and_preferred(monkeypatch):
     monkeypatch.delenv(onednn_library.ENV_VAR, raising=False)
