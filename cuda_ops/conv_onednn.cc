@@ -78,7 +78,8 @@ Conv& get(int n, int c, int h, int w, int o, int kh, int kw, int oh, int ow, int
     const auto low = bf16 ? memory::data_type::bf16 : memory::data_type::f32;
     const auto f32 = memory::data_type::f32;
     const auto nhwc = memory::format_tag::nhwc;
-    auto pd = describe(memory::desc({n, c, h, w}, low, nhwc), memory::desc({o, c, kh, kw}, low, memory::format_tag::any),
+    auto pd = describe(memory::desc({n, c, h, w}, low, nhwc),
+                       memory::desc({o, c, kh, kw}, low, memory::format_tag::any),
                        memory::desc({o}, f32, memory::format_tag::x), memory::desc({n, o, oh, ow}, f32, nhwc),
                        stride, pad, dilation, relu, slope);
     auto conv = std::unique_ptr<Conv>(new Conv{pd, convolution_forward(pd), {}, memory(pd.weights_desc(), engine())});

@@ -30,8 +30,8 @@ def masked_warp(image, flow, padding, threshold=0.999, inclusive=False):
     b, c, h, w = image.shape
     if tuple(flow.shape) != (b, 2, h, w):
         raise ValueError(f"masked_warp: flow of shape {tuple(flow.shape)} for an image of shape {tuple(image.shape)}")
-    src = (f"sbvsr_warp::forward_cpu<float>(in0_p, in1_p, out0_p, out1_p, in0_shape0, in0_shape1, in0_shape2, in0_shape3, "
-           f"{str(padding == 'border').lower()}, {float(threshold)!r}f, {str(bool(inclusive)).lower()});")
+    src = (f"sbvsr_warp::forward_cpu<float>(in0_p, in1_p, out0_p, out1_p, in0_shape0, in0_shape1, in0_shape2, "
+           f"in0_shape3, {str(padding == 'border').lower()}, {float(threshold)!r}f, {str(bool(inclusive)).lower()});")
     warped, mask = jt.code([(b, c, h, w), (b, 1, h, w)], ["float32", "float32"],
                            [image.float32(), flow.float32()], cpu_header=_HEADER, cpu_src=src)
     return warped, mask

@@ -4,8 +4,9 @@
     python tools/bench_peak.py [--size 68x160] [--repeats 5]
 
 1. Peak: ``tools/onednn_peak.cc`` (built here with g++ against each oneDNN installed: Jittor's version 2 and the
-   wheel's version 3, ``cuda_ops/onednn_library.py``) times oneDNN 3x3 convolutions of this network's shapes reached directly (primitive created once, NHWC, weights in
-   oneDNN's layout), in fp32 and bf16; plus numpy's sgemm (2048^3) for reference.
+   wheel's version 3, ``cuda_ops/onednn_library.py``) times oneDNN 3x3 convolutions of this network's shapes
+   reached directly (primitive created once, NHWC, weights in oneDNN's layout), in fp32 and bf16; plus numpy's
+   sgemm (2048^3) for reference.
 2. Profile: the released configuration (n_feat 128, 3 + 20 ResBlocks; seeded weights, values do not matter for
    speed) run as ``infer`` runs it, one part at a time (features of one frame; the 4 flows and warps of one
    window; fusion + trunk; upsampling + output convolutions; the rest: bilinear base and sum), each timed
@@ -13,8 +14,8 @@
    FLOPs are counted from the convolution shapes actually run (2 * outputs * inputs per output).
    Each part's GFLOP/s is printed with its share of the best fp32 peak of the trunk's shape; the parts run on
    the oneDNN that ``SBVSR_ONEDNN`` selects (default: the wheel's when installed). The previous path
-   (``jittor-conv``: Jittor's own convolutions, PWC-Net in NCHW, grid_sample warps) is profiled first, and the last line says
-   how much faster than it a window would be with every FLOP at the fp32 peak.
+   (``jittor-conv``: Jittor's own convolutions, PWC-Net in NCHW, grid_sample warps) is profiled first, and the
+   last line says how much faster than it a window would be with every FLOP at the fp32 peak.
 
 A window of the cached engine costs one frame's features plus the other parts; the per-window line adds
 them. Run on a quiet machine: everything here is timed side by side in one process.

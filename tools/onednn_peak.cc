@@ -1,7 +1,7 @@
-// What oneDNN (version 2 as Jittor ships it, or version 3 from its wheel; cuda_ops/onednn_library.py) achieves on this machine for one 3x3
-// convolution shape, reached directly: the primitive is created once, its weights are reordered once into
-// the layout oneDNN prefers, source and destination are NHWC (as this project's CPU inference keeps them),
-// and only execute() is timed. Built and run by tools/bench_peak.py.
+// What oneDNN (version 2 as Jittor ships it, or version 3 from its wheel; cuda_ops/onednn_library.py) achieves
+// on this machine for one 3x3 convolution shape, reached directly: the primitive is created once, its weights
+// are reordered once into the layout oneDNN prefers, source and destination are NHWC (as this project's CPU
+// inference keeps them), and only execute() is timed. Built and run by tools/bench_peak.py.
 //
 //   onednn_peak f32|bf16 REPEATS C O H W [C O H W ...]
 //
